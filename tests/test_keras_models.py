@@ -523,3 +523,66 @@ def test_training_state_restores_weights_at_once_and_optimizer_slots_at_fit():
         np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="different model"):
         mlp(units=5)._restore_training_state(state)
+
+
+# --- steps on arrays -----------------------------------------------------------------------------
+
+def _mean_follower():
+    """A one-weight model w*x trained with loss -w*x and SGD(1): each step adds the batch's mean
+    of x to w, so w tells exactly which batches fit ran."""
+    model = keras.Sequential([layers.Dense(1, use_bias=False, kernel_initializer="zeros",
+                                           input_shape=(1,))])
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss=lambda y_true, y_pred: -y_pred)
+    return model
+
+
+def _weight(model):
+    return float(model.get_weights()[0].ravel()[0])
+
+
+def test_steps_per_epoch_on_arrays_runs_that_many_batches_of_one_stream(capsys):
+    # Keras repeats array data once per epoch and runs steps_per_epoch batches of that stream
+    # per epoch. Batches of arange(10) by 3: [0 1 2] [3 4 5] [6 7 8] [9], means 1, 4, 7, 9.
+    x = np.arange(10, dtype=np.float32)[:, None]
+    model = _mean_follower()
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(_weight(model)))
+    hist = model.fit(x, x, batch_size=3, epochs=3, steps_per_epoch=3, shuffle=False, verbose=0,
+                     callbacks=[record])
+    assert seen == [1 + 4 + 7, 12 + 9 + 1 + 4, 26 + 7 + 9 + 1]
+    assert hist.epoch == [0, 1, 2]
+    # 3 epochs of 5 steps want 15 batches, but 3 passes of 4 hold 12: the last epoch runs 2
+    model = _mean_follower()
+    hist = model.fit(x, x, batch_size=3, epochs=3, steps_per_epoch=5, shuffle=False, verbose=0)
+    assert hist.epoch == [0, 1, 2]
+    assert _weight(model) == 3 * (1 + 4 + 7 + 9)
+    model = _mean_follower()
+    hist = model.fit(x, x, batch_size=3, epochs=2, steps_per_epoch=5, shuffle=False, verbose=0)
+    assert hist.epoch == [0, 1] and _weight(model) == 2 * (1 + 4 + 7 + 9)
+    assert "ran out of data" in capsys.readouterr().err
+
+
+def test_steps_per_epoch_with_shuffling_covers_each_pass_once():
+    # 12 rows in batches of 3: whatever the shuffled order, one pass adds sum(x) / 3 to w
+    x = np.arange(12, dtype=np.float32)[:, None]
+    model = _mean_follower()
+    model.fit(x, x, batch_size=3, epochs=4, steps_per_epoch=2, verbose=0)
+    assert _weight(model) == pytest.approx(2 * x.sum() / 3)
+
+
+def test_evaluate_and_predict_on_arrays_stop_after_steps():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    model = _mean_follower()
+    model.set_weights([np.array([[2.0]], np.float32)])
+    counted = []
+    count = keras.callbacks.LambdaCallback(on_test_batch_end=lambda b, logs: counted.append(b))
+    # the loss -2x averaged over the 6 samples of the first two batches
+    assert model.evaluate(x, x, batch_size=3, steps=2, verbose=0,
+                          callbacks=[count]) == pytest.approx(-2 * np.mean(x[:6]))
+    assert counted == [0, 1]
+    assert model.evaluate(x, x, batch_size=3, verbose=0) == pytest.approx(-2 * np.mean(x))
+    np.testing.assert_allclose(model.predict(x, batch_size=3, steps=2), 2 * x[:6])
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="steps"):
+            model.fit(x, x, steps_per_epoch=bad, verbose=0)

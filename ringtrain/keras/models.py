@@ -15,6 +15,7 @@ compiled inside a strategy's scope). All strategy calls are in the ``_Replicatio
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sys
 from collections.abc import Iterator
@@ -108,9 +109,17 @@ def _unpack(element: Any) -> tuple[Any, Any, Any]:
 
 
 class _ArrayBatches:
-    """Batches of in-memory arrays, shuffled per epoch from (seed, epoch)."""
+    """Batches of in-memory arrays, each pass over them shuffled from (seed, pass).
 
-    def __init__(self, x: Any, y: Any, batch_size: int, shuffle: bool, seed: int):
+    Without ``steps`` an epoch is one pass. With ``steps`` (Keras's ``steps_per_epoch`` or
+    ``evaluate``'s ``steps``) an epoch is ``steps`` batches of one stream that runs through
+    ``passes`` passes (fit: one per epoch, as Keras repeats array data ``epochs`` times), so
+    epoch ``e`` starts at batch ``e * steps`` of the stream, and the stream running out ends
+    training with a warning (``exhausted``).
+    """
+
+    def __init__(self, x: Any, y: Any, batch_size: int, shuffle: bool, seed: int,
+                 steps: int | None = None, passes: int = 1):
         self.x, self.y = x, y
         self.n = _batch_length(x)
         if y is not None and _batch_length(y) != self.n:
@@ -119,14 +128,34 @@ class _ArrayBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.steps_per_epoch = _check_steps(steps)
+        self.passes = passes
+        self.exhausted = False
 
     def steps(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        per_pass = math.ceil(self.n / self.batch_size)
+        return per_pass if self.steps_per_epoch is None else self.steps_per_epoch
 
     def epoch(self, epoch: int) -> Iterator:
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n) \
+        if self.steps_per_epoch is None:
+            yield from self._pass(epoch, 0)
+            return
+        per_pass = math.ceil(self.n / self.batch_size)
+        index, remaining = epoch * self.steps_per_epoch, self.steps_per_epoch
+        while remaining:
+            pass_, batch = divmod(index, per_pass) if per_pass else (self.passes, 0)
+            if pass_ >= self.passes:
+                self.exhausted = True
+                return
+            for element in itertools.islice(self._pass(pass_, batch), remaining):
+                yield element
+                index, remaining = index + 1, remaining - 1
+
+    def _pass(self, pass_: int, first_batch: int) -> Iterator:
+        """The batches of one pass over the arrays, from batch ``first_batch`` on."""
+        order = np.random.default_rng([self.seed, pass_]).permutation(self.n) \
             if self.shuffle else None
-        for start in range(0, self.n, self.batch_size):
+        for start in range(first_batch * self.batch_size, self.n, self.batch_size):
             if order is None:
                 sel: Any = slice(start, start + self.batch_size)
             else:
@@ -135,12 +164,20 @@ class _ArrayBatches:
             yield (xb,) if self.y is None else (xb, _take(self.y, sel))
 
 
+def _check_steps(steps: Any) -> int | None:
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or int(steps) != steps or steps <= 0:
+        raise ValueError(f"steps/steps_per_epoch must be a positive int or None, got {steps!r}")
+    return int(steps)
+
+
 class _IterableBatches:
     """Batches from a Dataset (a fresh pass per epoch) or from any iterable / generator."""
 
     def __init__(self, data: Any, steps: int | None):
         self.data = data
-        self.steps_per_epoch = steps
+        self.steps_per_epoch = _check_steps(steps)
         self._persistent: Iterator | None = None
         self.exhausted = False
 
@@ -186,7 +223,7 @@ def _as_arrays(x: Any) -> Any:
 
 
 def _make_batches(x: Any, y: Any, batch_size: int | None, steps: int | None, shuffle: bool,
-                  seed: int, what: str) -> Any:
+                  seed: int, what: str, passes: int = 1) -> Any:
     x = getattr(x, "global_dataset", x)  # a strategy's distributed dataset: shard here
     if isinstance(x, Dataset) or (hasattr(x, "__iter__") and not isinstance(
             x, (np.ndarray, list, tuple, dict))):
@@ -199,7 +236,7 @@ def _make_batches(x: Any, y: Any, batch_size: int | None, steps: int | None, shu
     bs = 32 if batch_size is None else int(batch_size)
     if bs <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size}")
-    return _ArrayBatches(_as_arrays(x), _as_arrays(y), bs, shuffle, seed)
+    return _ArrayBatches(_as_arrays(x), _as_arrays(y), bs, shuffle, seed, steps, passes)
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -616,7 +653,7 @@ class Model(Layer):
         # Build before the callbacks start, so BackupAndRestore can restore every variable.
         data = None
         if not (isinstance(getattr(x, "global_dataset", x), Dataset) or hasattr(x, "__next__")):
-            data = _make_batches(x, y, batch_size, steps_per_epoch, shuffle, seed, "fit")
+            data = _make_batches(x, y, batch_size, steps_per_epoch, shuffle, seed, "fit", epochs)
             if isinstance(data, _ArrayBatches):
                 self._ensure_built(_first_rows(data.x))
                 self._build_training(_first_rows(data.y) if data.y is not None else None)
@@ -628,7 +665,7 @@ class Model(Layer):
             if self._fit_seed is not None:
                 seed = self._fit_seed
         if data is None:
-            data = _make_batches(x, y, batch_size, steps_per_epoch, shuffle, seed, "fit")
+            data = _make_batches(x, y, batch_size, steps_per_epoch, shuffle, seed, "fit", epochs)
         elif isinstance(data, _ArrayBatches):
             data.seed = seed
         params["steps"] = data.steps()
@@ -647,7 +684,7 @@ class Model(Layer):
                 val_logs = self._evaluate_batches(val, rep, cb_list=None)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cb_list.on_epoch_end(epoch, logs)
-            if isinstance(data, _IterableBatches) and data.exhausted:
+            if data.exhausted:
                 if rep.is_chief:
                     print("WARNING: your input ran out of data; training stopped. Make sure the "
                           "dataset can give steps_per_epoch * epochs batches (e.g. repeat()).",
