@@ -268,7 +268,7 @@ def allgather_async(tensor: torch.Tensor, name: str | None = None,
 
 class _AllgatherFunction(torch.autograd.Function):
     """allgather as an autograd function: every worker's gradient of the gathered tensor is
-    summed, and each worker keeps the rows it contributed."""
+    averaged (Horovod's rule), and each worker keeps the rows it contributed."""
 
     @staticmethod
     def forward(ctx, tensor):
@@ -280,11 +280,11 @@ class _AllgatherFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        summed = synchronize(_allreduce_async(grad_output, False, Sum, 1.0, 1.0,
-                                              "allgather (backward)"))
+        averaged = synchronize(_allreduce_async(grad_output, False, Average, 1.0, 1.0,
+                                                "allgather (backward)"))
         me = comm().rank
         start = sum(ctx.counts[:me])
-        grad = summed.narrow(0, start, ctx.counts[me])
+        grad = averaged.narrow(0, start, ctx.counts[me])
         return grad.reshape(()) if ctx.scalar else grad
 
 

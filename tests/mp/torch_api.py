@@ -127,10 +127,11 @@ assert torch.equal(hvd.synchronize(h), torch.arange(N).repeat_interleave(2))
 bf = hvd.allgather(torch.full((1, 2), R + 0.5, dtype=torch.bfloat16))
 assert bf.dtype == torch.bfloat16 and torch.equal(bf.float()[:, 0], torch.arange(N) + 0.5)
 v = torch.full((R + 1, 2), 1.0 + R, dtype=torch.float64, requires_grad=True)
-w = torch.arange(sum(r + 1 for r in range(N)) * 2.0, dtype=torch.float64).reshape(-1, 2)
-(hvd.allgather(v) * w).sum().backward()
+base = torch.arange(sum(r + 1 for r in range(N)) * 2.0, dtype=torch.float64).reshape(-1, 2)
+(hvd.allgather(v) * base * (R + 1)).sum().backward()
 start = sum(r + 1 for r in range(R))
-assert torch.equal(v.grad, N * w[start:start + R + 1]), v.grad     # summed over ranks' losses
+# Horovod averages the ranks' gradients of the gathered tensor: mean_k (k + 1) = (N + 1) / 2
+assert torch.equal(v.grad, (N + 1) / 2 * base[start:start + R + 1]), v.grad
 if N > 1:
     expect_raises(CollectiveMismatch, lambda: hvd.allgather(torch.ones(2, R + 1)))
 ok("allgather")
