@@ -1,115 +1,21 @@
-"""Every RINGTRAIN_* environment variable, read in this one module, with its default and meaning.
-
-Add a variable by adding one ``_var(...)`` line below; read it with ``env.get("RINGTRAIN_X")``.
-Values are read at call time (not import time) so tests and launchers can set them late.
-"""
+"""The library's reader of the RINGTRAIN_* table in ``ringrun.env`` (one table for launcher and
+library); a value the table refuses raises :class:`~ringtrain.errors.ConfigError` here."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from ringrun import env as _table
+from ringrun.env import VARIABLES, describe
 
 from .errors import ConfigError
 
-
-@dataclass(frozen=True)
-class Variable:
-    name: str
-    default: Any
-    parse: Callable[[str], Any]
-    doc: str
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected one of 1/0/true/false/yes/no/on/off, got {text!r}")
-
-
-def _str(text: str) -> str:
-    return text
-
-
-VARIABLES: dict[str, Variable] = {}
-
-
-def _var(name: str, default: Any, parse: Callable[[str], Any], doc: str) -> None:
-    VARIABLES[name] = Variable(name, default, parse, doc)
-
-
-# --- cluster and launch ------------------------------------------------------------------------
-_var("RINGTRAIN_CONFIG", None, _str,
-     "TF_CONFIG-style JSON describing a multi-machine cluster (falls back to TF_CONFIG).")
-_var("RINGTRAIN_SECRET", None, _str,
-     "Shared secret a worker must present to join the chief; ringrun generates one per job.")
-_var("RINGTRAIN_LAUNCHER", None, _str,
-     "Set by ringrun in every worker ('ringrun'); tells init() who started the process.")
-_var("RINGTRAIN_BACKEND", "auto", _str,
-     "Communicator backend: auto (mpi when launched with several workers, else local), "
-     "local, mpi or nccl.")
-_var("RINGTRAIN_JOIN_TIMEOUT", 300.0, float,
-     "Seconds the machines of a cluster may take to start and join the chief before the job "
-     "fails naming the missing ones.")
-_var("RINGTRAIN_JOIN", None, _str,
-     "Set by ringrun in cluster mode: host:port of the chief's rendezvous (internal).")
-_var("RINGTRAIN_GROUP", 0, int,
-     "Set by ringrun in cluster mode: this machine's index in rank order (internal).")
-_var("RINGTRAIN_RANK_OFFSET", 0, int,
-     "Set by ringrun in cluster mode: global rank of this machine's first worker (internal).")
-_var("RINGTRAIN_WORLD_SIZE", None, int,
-     "Set by ringrun in cluster mode: workers on all machines together (internal).")
-_var("RINGTRAIN_REEXEC", None, _str,
-     "Set when init() re-executed a launcher-less process under 'mpiexec -n 1' (internal).")
-# --- collectives -------------------------------------------------------------------------------
-_var("RINGTRAIN_ALGORITHM", "auto", _str,
-     "Default all-reduce algorithm: auto (picked by message size), ring or native.")
-_var("RINGTRAIN_FUSION_THRESHOLD", 64 * 1024 * 1024, int,
-     "Bytes per fusion bucket for allreduce_many and gradient bucketing (default 64 MiB).")
-_var("RINGTRAIN_CHECK_COLLECTIVES", True, _bool,
-     "Check that every rank calls the same collective with the same shape/dtype/op "
-     "(raises CollectiveMismatch instead of hanging). Default on.")
-_var("RINGTRAIN_TIMEOUT", 30.0, float,
-     "Seconds after which a worker that stopped answering is declared dead (job fails).")
-_var("RINGTRAIN_STALL_WARNING", 10.0, float,
-     "Seconds a collective may wait for other ranks before a warning names the missing ones.")
-_var("RINGTRAIN_BUCKET_BYTES", 2 * 1024 * 1024, int,
-     "Bytes per gradient bucket of PyTorch models (ringtrain.torch, MirroredStrategy with "
-     "torch): a full bucket is all-reduced while backward goes on; smaller buckets start "
-     "sooner, larger ones send fewer messages.")
-_var("RINGTRAIN_OVERLAP", "auto", _str,
-     "Start all-reducing gradient buckets of PyTorch models while backward still runs: auto "
-     "(when the machine has a core per worker to spare for communication), 1 or 0 (all "
-     "buckets at the end of backward).")
-_var("RINGTRAIN_NO_CEXT", False, _bool,
-     "Do not load the optional C extension (use the NumPy reduction kernels).")
-# --- devices -----------------------------------------------------------------------------------
-_var("RINGTRAIN_DEVICE", None, _str,
-     "Device for this worker, e.g. 'cpu' or 'gpu:1' (default: GPU local_rank % count, else CPU).")
+__all__ = ["VARIABLES", "describe", "get"]
 
 
 def get(name: str) -> Any:
     """The parsed value of ``name`` from the environment, or its default when unset."""
     try:
-        var = VARIABLES[name]
-    except KeyError:
-        raise KeyError(f"{name} is not a ringtrain environment variable; add it to "
-                       f"ringtrain/env.py") from None
-    raw = os.environ.get(name)
-    if raw is None:
-        return var.default
-    try:
-        return var.parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={raw!r} is invalid: {exc}. "
-                          f"{var.doc}") from None
-
-
-def describe() -> str:
-    """A table of every variable, its default and meaning (used by ``ringrun --help-env``)."""
-    rows = [f"{v.name:32} default={v.default!r}\n    {v.doc}" for v in VARIABLES.values()]
-    return "\n".join(rows)
+        return _table.get(name)
+    except _table.EnvError as exc:
+        raise ConfigError(str(exc)) from None

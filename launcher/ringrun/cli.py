@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     options, ns = parse_args(args)
     if ns.help_env:
-        from ringtrain import env  # the one registry of variables (imports the library)
+        from . import env
 
         print(env.describe())
         return 0

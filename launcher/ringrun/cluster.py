@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from . import env
 from .cluster_config import ClusterConfig, ClusterConfigError, from_environ, join_address
 from .cluster_rendezvous import RendezvousClient, RendezvousError, RendezvousServer
 from .plan import ClusterSeat
@@ -32,19 +33,6 @@ PEER_FAILED_EXIT = 1
 def _fail(message: str, code: int) -> SystemExit:
     print(f"ringrun: {message}", file=sys.stderr, flush=True)
     return SystemExit(code)
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise _fail(f"{name}={text!r} must be a number of seconds greater than 0", 2)
-    return value
 
 
 class ClusterSession:
@@ -187,13 +175,16 @@ def seat(environ: Mapping[str, str], np: int, *, hosts: bool = False,
         return None
     if hosts:
         raise _fail(f"{config.source} describes the machines already; drop -H/--hostfile", 2)
-    secret = environ.get("RINGTRAIN_SECRET", "")
+    try:
+        secret = env.get("RINGTRAIN_SECRET", environ)
+        join_timeout = env.get("RINGTRAIN_JOIN_TIMEOUT", environ)
+        timeout = env.get("RINGTRAIN_TIMEOUT", environ)
+    except env.EnvError as exc:
+        raise _fail(str(exc), 2) from None
     if not secret:
         raise _fail(f"RINGTRAIN_SECRET is not set: the machines of a {config.source} cluster "
                     f"must share a secret to join; export the same RINGTRAIN_SECRET (e.g. the "
                     f"output of 'openssl rand -hex 16') on every machine", 2)
-    join_timeout = _seconds(environ, "RINGTRAIN_JOIN_TIMEOUT", 300.0)
-    timeout = _seconds(environ, "RINGTRAIN_TIMEOUT", 30.0)
     if dry_run:
         return ClusterSeat(first_rank=0, world_size=0, env={
             "RINGTRAIN_JOIN": config.chief.address,
