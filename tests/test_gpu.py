@@ -1,0 +1,154 @@
+"""GPU support: placement rules, staging and the NCCL ring schedule on CPUs (NumPy standing in
+for a GPU), and tests marked ``gpu`` that run only where CuPy finds an NVIDIA GPU."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from ringtrain import devices
+from ringtrain.comm import device
+from ringtrain.comm.nccl import nccl_dtype
+from ringtrain.errors import ConfigError
+
+
+def _has_gpu() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    import cupy
+
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+gpu = pytest.mark.skipif(not _has_gpu(), reason="needs CuPy and an NVIDIA GPU")
+
+
+# --- placement --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("local_rank, count, spec, expected", [
+    (0, 0, None, "cpu"),            # no GPU: CPU
+    (3, 0, "cpu", "cpu"),
+    (0, 2, None, "cuda:0"),
+    (1, 2, None, "cuda:1"),
+    (2, 2, None, "cuda:0"),         # local_rank % device_count: workers share round-robin
+    (5, 4, "cuda", "cuda:1"),
+    (5, 4, "cuda:3", "cuda:3"),     # an explicit GPU wins over the rule
+    (0, 4, "gpu:2", "cuda:2"),
+    (0, 4, "/device:GPU:1", "cuda:1"),
+    (1, 4, "CPU", "cpu"),
+])
+def test_placement_rule(local_rank, count, spec, expected):
+    assert devices.select(local_rank, count, spec) == expected
+
+
+@pytest.mark.parametrize("spec, count, words", [
+    ("tpu", 1, "not a device"),
+    ("cuda:x", 1, "not a device"),
+    ("cuda:²", 1, "not a device"),
+    ("cuda:-1", 1, "not a device"),
+    ("cuda:4", 4, "only 4 GPU"),
+    ("cuda", 0, "none is visible"),
+    ("cuda:0", 0, "none is visible"),
+])
+def test_placement_errors_name_the_variable_and_the_fix(spec, count, words):
+    with pytest.raises(ConfigError) as err:
+        devices.select(0, count, spec)
+    assert "RINGTRAIN_DEVICE" in str(err.value) and words in str(err.value)
+
+
+def test_worker_device_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cpu")
+    assert devices.worker_device(3) == "cpu"
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 2)
+    monkeypatch.delenv("RINGTRAIN_DEVICE")
+    assert devices.worker_device(3) == "cuda:1"
+    assert devices.device_index("cuda:1") == 1 and devices.device_index("cpu") is None
+
+
+# --- device arrays and staging ----------------------------------------------------------------
+
+def test_host_data_is_never_a_device_array():
+    torch = pytest.importorskip("torch")
+    for x in (np.zeros(3), [1, 2], 3.0, torch.zeros(2)):
+        assert device.adapter_for(x) is None
+
+
+def test_pinned_pool_reuses_buffers_by_size():
+    made = []
+    pool = device.PinnedPool(lambda n: made.append(n) or np.empty(n, np.uint8))
+    a = pool.take((4, 2), np.dtype(np.float32))
+    assert a.shape == (4, 2) and a.dtype == np.float32
+    pool.give(a)
+    b = pool.take((8,), np.dtype(np.float32))       # same bytes, other shape: reused
+    c = pool.take((8,), np.dtype(np.float32))       # the first is lent out: a new one
+    assert made == [32, 32] and not np.shares_memory(b, c)
+    pool.give(b)
+    pool.give(c)
+    assert pool.take((2,), np.dtype(np.float64)).nbytes == 16 and made == [32, 32, 16]
+
+
+def test_nccl_dtype_codes_follow_nccl_h():
+    assert [nccl_dtype(n) for n in ("int8", "uint8", "int32", "float16", "float32", "float64",
+                                    "bfloat16", "bool")] == [0, 1, 2, 6, 7, 8, 9, 1]
+    with pytest.raises(TypeError, match="complex64"):
+        nccl_dtype("complex64")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("np_", [1, 2, 3])
+def test_staging_and_the_nccl_ring_schedule_with_numpy_as_the_device(ringrun, np_):
+    res = ringrun(np_, "tests/mp/device_staging.py", timeout=90).check()
+    for rank in range(np_):
+        lines = [ln for ln in res.stdout_of(rank) if ln.startswith("DEVICE-OK")]
+        assert lines, res.describe()
+        fields = dict(f.split("=") for f in lines[0].split()[1:])
+        assert int(fields["rank"]) == rank and int(fields["checks"]) > 60
+
+
+# --- on a GPU ---------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@gpu
+def test_nccl_world_of_one_on_cupy_and_torch():
+    import cupy
+
+    from ringtrain.comm.local import LocalCommunicator
+    from ringtrain.comm.nccl import NcclCommunicator
+
+    comm = NcclCommunicator(LocalCommunicator(), 0)
+    try:
+        x = cupy.arange(1031, dtype=cupy.float32)
+        for alg in ("native", "ring"):
+            assert cupy.array_equal(comm.allreduce(x, algorithm=alg), x)
+        assert cupy.array_equal(comm.allreduce(x, op="avg"), x)
+        assert cupy.array_equal(comm.broadcast(x), x)
+        assert cupy.array_equal(comm.allgather(x[:7]), x[:7])
+        assert cupy.array_equal(comm.reduce_scatter(x[:13]), x[:13])
+        assert cupy.array_equal(comm.alltoall(x[:5]), x[:5])
+        h = comm.allreduce(x, async_op=True)
+        assert cupy.array_equal(h.wait(), x)
+        torch = pytest.importorskip("torch")
+        t = torch.arange(7, dtype=torch.bfloat16, device="cuda")
+        assert torch.equal(comm.allreduce(t), t)
+        assert np.array_equal(comm.allreduce(np.arange(3.0)), np.arange(3.0))  # host: MPI path
+    finally:
+        comm.shutdown()
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.mpi
+def test_staged_gpu_collectives_two_workers_on_one_gpu(ringrun):
+    code = (
+        "import cupy, numpy as np, ringtrain as rt\n"
+        "from ringtrain.comm.device import StagedCommunicator\n"
+        "c = StagedCommunicator(rt.init()); R, N = c.rank, c.world_size\n"
+        "x = cupy.arange(1 << 20, dtype=cupy.float32) + R\n"
+        "want = cupy.arange(1 << 20, dtype=cupy.float32) * N + N * (N - 1) / 2\n"
+        "assert cupy.array_equal(c.allreduce(x), want)\n"
+        "print('GPU-STAGED-OK')\n")
+    res = ringrun(2, code=code, timeout=120).check()
+    assert all("GPU-STAGED-OK" in res.stdout_of(r) for r in range(2))
