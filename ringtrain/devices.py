@@ -62,7 +62,7 @@ def cuda_device_count() -> int:
         return 0
     try:
         return cupy.cuda.runtime.getDeviceCount()
-    except Exception:   # CuPy installed without a driver/GPU: CUDARuntimeError
+    except cupy.cuda.runtime.CUDARuntimeError:   # CuPy installed, but no driver or GPU
         return 0
 
 

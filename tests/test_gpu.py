@@ -15,12 +15,9 @@ from ringtrain.errors import ConfigError
 def _has_gpu() -> bool:
     if importlib.util.find_spec("cupy") is None:
         return False
-    import cupy
+    from ringtrain.devices import cuda_device_count
 
-    try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    return cuda_device_count() > 0
 
 
 gpu = pytest.mark.skipif(not _has_gpu(), reason="needs CuPy and an NVIDIA GPU")

@@ -120,16 +120,16 @@ for n in sorted({0, 1, 2, N - 1, N + 1, 7, 13, 97, 1031}):
     result = mine.copy()
     scratch = np.empty_like(result)
 
-    def sendrecv(send, right, recv, left):
+    def sendrecv(send, right, recv, left, result=result, scratch=scratch):
         if mpi is None:
             raise AssertionError("a world of one never sends")
         mpi.Sendrecv(result[send[0]:send[1]], dest=right, recvbuf=scratch[recv[0]:recv[1]],
                      source=left)
 
-    def reduce(r):
+    def reduce(r, result=result, scratch=scratch):
         result[r[0]:r[1]] += scratch[r[0]:r[1]]
 
-    def copy(r):
+    def copy(r, result=result, scratch=scratch):
         result[r[0]:r[1]] = scratch[r[0]:r[1]]
 
     ring_allreduce(n, R, N, sendrecv, reduce, copy)
