@@ -121,6 +121,10 @@ _var("RINGTRAIN_OVERLAP", "auto", _str,
      "buckets at the end of backward).")
 _var("RINGTRAIN_NO_CEXT", False, _bool,
      "Do not load the optional C extension (use the NumPy reduction kernels).")
+# --- devices -----------------------------------------------------------------------------------
+_var("RINGTRAIN_DEVICE", None, _str,
+     "This worker's device: cpu, cuda (GPU local_rank % count, the default when a GPU is "
+     "visible) or cuda:N.")
 
 
 def get(name: str, environ: Mapping[str, str] | None = None) -> Any:
