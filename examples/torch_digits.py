@@ -63,7 +63,7 @@ def main() -> None:
     strategy = ringtrain.distribute.MirroredStrategy()
     workers = strategy.num_replicas_in_sync
     train, test = digits()
-    torch.manual_seed(ringtrain.process_group.rank())   # different on purpose: the scope fixes it
+    torch.manual_seed(ringtrain.rank())   # different on purpose: the scope fixes it
     with strategy.scope():
         model = Net()
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr * workers, momentum=0.9)
@@ -78,7 +78,7 @@ def main() -> None:
             optimizer.load_state_dict(state["optimizer"])
             start = state["epoch"] + 1
     writer = rtt.SummaryWriter(args.logdir) if args.logdir else None
-    chief = ringtrain.process_group.is_chief()
+    chief = ringtrain.is_chief()
     if chief:
         print(f"{workers} worker(s), {len(shards)} steps per epoch of {args.batch_size} images "
               f"each, starting at epoch {start}", flush=True)

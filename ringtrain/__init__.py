@@ -6,13 +6,13 @@ process group. Nothing here starts MPI, NCCL or CUDA: that happens in ``init()``
 """
 
 from . import data, distribute, env, errors, keras
-from . import process_group as _process_group
 from .comm.base import ReduceOp
 from .core import *
 from .core import __all__ as _core_all
 from .core import rank as _tf1_rank
 from .core import size as _tf1_size
-from .process_group import (
+from .world import process_group as _process_group
+from .world.process_group import (
     comm,
     init,
     is_chief,

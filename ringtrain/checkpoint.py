@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -43,6 +44,30 @@ INDEX_FILE = "checkpoint"
 
 # --- atomic files -------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def deferred_termination() -> Iterator[None]:
+    """Hold SIGTERM until the block ends, then act on it as usual.
+
+    Stopping a job sends SIGTERM to every worker (SIGKILL follows after a grace period); a
+    chief that is writing a checkpoint finishes the file first instead of leaving only the
+    temporary one behind. Python handles signals in the main thread only, so elsewhere this is
+    a no-op (the write stays atomic either way: it is a temporary file and a rename).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    if previous is None:  # installed outside Python: the default is the closest match
+        previous = signal.SIG_DFL
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(fileobj)`` so it appears whole or not at all.
 
@@ -51,8 +76,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     either the old file or the new one, never a truncated mix. SIGTERM is held until the
     file is complete (in the main thread).
     """
-    from .distribute.cluster import deferred_termination
-
     # A SIGTERM (ringrun stopping the job) waits until the file is complete.
     with deferred_termination():
         _atomic_write(os.fspath(path), write)
@@ -85,7 +108,7 @@ def _atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
 
 def _group():
     """The communicator when this process is one of several workers, else None."""
-    from . import process_group
+    from .world import process_group
 
     if not process_group.is_initialized():
         return None
@@ -95,7 +118,7 @@ def _group():
 
 def is_chief() -> bool:
     """True on the worker that writes checkpoints (any process outside a multi-worker job)."""
-    from . import process_group
+    from .world import process_group
 
     return process_group.is_chief() if process_group.is_initialized() else True
 
@@ -451,7 +474,7 @@ def _guarded(adapter: _Adapter, name: str, fn: Callable[[Any, Any], None], obj: 
 
 
 def _worker_index() -> int:
-    from . import process_group
+    from .world import process_group
 
     return process_group.rank() if process_group.is_initialized() else 0
 
@@ -756,8 +779,6 @@ class CheckpointManager:
                              f"{checkpoint_number!r}")
         self._checkpoint.save_counter += 1
         prefix = os.path.join(self.directory, f"{self._name}-{int(checkpoint_number)}")
-        from .distribute.cluster import deferred_termination
-
         with _using_session(session):
             workers = self._checkpoint._worker_states()      # collective: before SIGTERM waits
         # A SIGTERM (ringrun stopping the job) waits until the file and the index are written.

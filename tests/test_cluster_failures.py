@@ -159,7 +159,7 @@ def test_sigterm_lets_the_chief_finish_its_checkpoint_then_rerun_resumes_there(t
 def test_deferred_termination_holds_sigterm_until_the_block_ends(tmp_path):
     program = textwrap.dedent("""
         import os, signal, sys, time
-        from ringtrain.distribute.cluster import deferred_termination
+        from ringtrain.checkpoint import deferred_termination
         with deferred_termination():
             print("IN", flush=True)
             time.sleep(1.0)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ringtrain.comm.join import plan_join
 from ringtrain.errors import ConfigError
+from ringtrain.world.join import plan_join
 
 CLEARED = ("RINGTRAIN_CONFIG", "TF_CONFIG", "RINGTRAIN_SECRET", "RINGTRAIN_JOIN", "RINGTRAIN_GROUP",
            "RINGTRAIN_REEXEC", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PMI_RANK",

@@ -56,7 +56,7 @@ def test_unknown_backend_is_a_config_error(monkeypatch):
 
 
 def test_launch_detection(monkeypatch):
-    from ringtrain.process_group import detect_launch
+    from ringtrain.world.process_group import detect_launch
     for name in LAUNCH_VARS:
         monkeypatch.delenv(name, raising=False)
     assert detect_launch().size == 1

@@ -6,7 +6,7 @@ rendezvous (``cluster_rendezvous``): the chief machine's ringrun listens at its 
 machine's ringrun registers with its K and the shared ``RINGTRAIN_SECRET``, and learns its rank
 offset (machines in order chief, worker 0..n; K may differ per machine). Workers always start
 under ``mpiexec`` (MPICH cannot connect singletons) and join one MPI world in ``ringtrain.init()``
-(``ringtrain/comm/join.py``).
+(``ringtrain/world/join.py``).
 
 The ringruns stay connected for the whole job: a machine whose worker fails reports it, a
 machine that disappears or stays silent for ``RINGTRAIN_TIMEOUT`` seconds is declared lost, and

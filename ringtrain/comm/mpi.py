@@ -77,7 +77,7 @@ class MPICommunicator(CommunicatorBase):
 
     def _node_is_one_job(self) -> bool:
         """Whether this node's ranks were all started by one mpiexec: separately started jobs
-        joined into one world (comm/join.py) may share a host but never a memory window."""
+        joined into one world (world/join.py) may share a host but never a memory window."""
         MPI = self._MPI
         node = self._node.Get_group()
         ours = MPI.COMM_WORLD.Get_group()

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import process_group
 from ..comm.base import ReduceOp as _CommOp
 from ..core import distribution as _distribution
+from ..world import process_group
 from . import cross_device_ops as _cdo
 from .input import (
     DistributedDataset,

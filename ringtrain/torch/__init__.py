@@ -13,7 +13,7 @@ torch; ``import ringtrain`` alone never does.
 
 from __future__ import annotations
 
-from .. import process_group as _pg
+from ..world import process_group as _pg
 from ._chief import SummaryWriter, load_checkpoint, save_checkpoint
 from ._compression import Compression
 from ._data import DistributedDataLoader, ShardSampler

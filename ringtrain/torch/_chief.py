@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from .. import process_group
 from ..checkpoint import atomic_write
+from ..world import process_group
 from ._ops import comm
 
 _MISSING = object()

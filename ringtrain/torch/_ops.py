@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import process_group
 from ..comm.base import Communicator, ReduceOp
 from ..errors import NotInitializedError
+from ..world import process_group
 from . import _convert
 from ._compression import Compression
 

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch.nn.modules import module as _module
 
-from .. import process_group
 from ..comm.base import ReduceOp
+from ..world import process_group
 from . import _convert
 from ._data import DistributedDataLoader
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters, owner

@@ -49,7 +49,7 @@ def sum_over_ranks(n, dtype=torch.float64):
 
 # --- process group ---------------------------------------------------------------------------------
 assert hvd.is_initialized() and 0 <= R < N and 0 <= hvd.local_rank() < hvd.local_size()
-assert hvd.size() == ringtrain.process_group.size() and hvd.rank() == ringtrain.process_group.rank()
+assert hvd.size() == ringtrain.size() and hvd.rank() == ringtrain.rank()
 assert hvd.is_chief() == (R == 0)
 ok("process-group")
 

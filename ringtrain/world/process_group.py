@@ -17,9 +17,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import env
-from .comm.base import Communicator
-from .errors import ConfigError, NotInitializedError, RingtrainError
+from .. import env
+from ..comm.base import Communicator
+from ..errors import ConfigError, NotInitializedError, RingtrainError
+from .join import JoinPlan, plan_join
 
 _comm: Communicator | None = None
 _lock = threading.RLock()
@@ -69,11 +70,13 @@ def detect_launch() -> Launch:
     return found
 
 
-def world_intracomm(launch: Launch) -> Any:
-    """The mpi4py intracommunicator of every worker in the job (``COMM_WORLD`` here).
+def world_intracomm(launch: Launch, plan: JoinPlan | None) -> Any:
+    """The mpi4py intracommunicator of every worker in the job: the joined world of a
+    multi-machine job (``plan``, see ``join.py``), else ``COMM_WORLD``."""
+    if plan is not None:
+        from .join import join
 
-    Multi-machine jobs get their joined world from ``comm/join.py`` instead (see init()).
-    """
+        return join(plan)
     import mpi4py
 
     # Let collectives run on the communication thread; do not finalise before our atexit.
@@ -89,25 +92,27 @@ def world_intracomm(launch: Launch) -> Any:
     return world
 
 
-def _build(backend: str, launch: Launch, intracomm: Any, check: bool | None) -> Communicator:
+def _build(backend: str, launch: Launch, plan: JoinPlan | None, intracomm: Any,
+           check: bool | None) -> Communicator:
     if backend == "local":
-        from .comm.local import LocalCommunicator
+        from ..comm.local import LocalCommunicator
 
         return LocalCommunicator(check=check)
     if backend == "mpi":
-        from .comm.mpi import MPICommunicator
+        from ..comm.mpi import MPICommunicator
 
         if intracomm is None:
-            intracomm = world_intracomm(launch)
+            intracomm = world_intracomm(launch, plan)
             # The launcher's local placement describes COMM_WORLD only, and only when its
             # world is MPI's.
-            if launch.local_rank is not None and intracomm.Get_size() == launch.size:
+            if (plan is None and launch.local_rank is not None
+                    and intracomm.Get_size() == launch.size):
                 return MPICommunicator(intracomm, local_rank=launch.local_rank,
                                        local_size=launch.local_size, check=check)
         return MPICommunicator(intracomm, check=check)
     if backend == "nccl":
         try:
-            from .comm.nccl import NCCLCommunicator  # type: ignore[import-not-found]
+            from ..comm.nccl import NCCLCommunicator  # type: ignore[import-not-found]
         except ImportError as exc:
             raise ConfigError(f"RINGTRAIN_BACKEND=nccl is not available here ({exc}); use "
                               f"mpi or local") from None
@@ -131,15 +136,13 @@ def init(backend: str | None = None, comm: Any = None, check: bool | None = None
             return _comm
         launch = detect_launch()
         chosen = backend if backend is not None else env.get("RINGTRAIN_BACKEND")
-        if comm is None and chosen != "local":
-            # Multi-machine jobs (RINGTRAIN_CONFIG/TF_CONFIG clusters, torchrun's variables)
-            # first join their separately started groups into one world: comm/join.py.
-            from .comm import join
-
-            comm = join.world_intracomm()
+        # Multi-machine jobs (RINGTRAIN_CONFIG/TF_CONFIG clusters, torchrun's variables) join
+        # their separately started groups into one world (join.py); None on one machine.
+        plan = plan_join() if comm is None and chosen != "local" else None
         if chosen == "auto":
-            chosen = "mpi" if (launch.size > 1 or comm is not None) else "local"
-        _comm = _build(chosen, launch, comm, check)
+            several = launch.size > 1 or comm is not None or plan is not None
+            chosen = "mpi" if several else "local"
+        _comm = _build(chosen, launch, plan, comm, check)
         _install_hooks()
         return _comm
 

@@ -33,8 +33,8 @@ from ringrun.cluster_config import ClusterConfig, split_address
 from ringrun.cluster_rendezvous import RendezvousClient, RendezvousError, RendezvousServer
 
 from .. import env
-from ..distribute.cluster import cluster_config
 from ..errors import ConfigError, WorkerFailure
+from .cluster import cluster_config
 
 #: Exit code of a worker that ends itself because another group of the job was lost.
 PEER_LOST_EXIT = 75
@@ -229,7 +229,12 @@ def _leader_register(plan: JoinPlan, local_size: int, port_name: str | None) -> 
 
 
 def join(plan: JoinPlan) -> Any:
-    """Run the join for this process; returns the mpi4py Intracomm of the whole job."""
+    """Run the join for this process; returns the mpi4py Intracomm of the whole job.
+
+    May re-execute the program under ``mpiexec -n 1`` first (see ``reexec_under_mpiexec``).
+    """
+    if not _under_mpi_launcher():
+        reexec_under_mpiexec()
     import mpi4py
 
     mpi4py.rc.thread_level = "multiple"
@@ -310,15 +315,3 @@ def _goodbye() -> None:
         server.wait_done(env.get("RINGTRAIN_JOIN_TIMEOUT"))
         server.close()
 
-
-def world_intracomm() -> Any:
-    """The joined world for a multi-machine job, or None when this is a single-machine job.
-
-    Called by ``ringtrain.init()``; may re-execute the program under ``mpiexec -n 1``.
-    """
-    plan = plan_join()
-    if plan is None:
-        return None
-    if not _under_mpi_launcher():
-        reexec_under_mpiexec()
-    return join(plan)
