@@ -1,6 +1,10 @@
 """Unit tests of the TF_CONFIG-style cluster parser: valid layouts and a table of malformed ones."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 from ringrun.cluster_config import ClusterConfigError, from_environ, parse_config
@@ -106,3 +110,69 @@ def test_malformed_configs_name_the_field(text, pattern):
         parse_config(text)
     assert str(info.value).startswith("RINGTRAIN_CONFIG")
     assert isinstance(info.value, ValueError)
+
+
+# --- hostile values: each used to crash with a traceback or be accepted (issue 12, item 13) ---
+
+def _deep(levels):
+    return '{"cluster": {"worker": ["a:1", "b:1"]}, "task": ' + "[" * levels + "]" * levels + "}"
+
+
+HOSTILE = [
+    # (name, RINGTRAIN_CONFIG, the field the message must name)
+    ("superscript port", cfg({"worker": ["a:²", "b:1"]}), r"cluster\.worker\[0\] 'a:²' has port"),
+    ("5000-digit index", cfg(TWO).replace('"index": 0', '"index": ' + "9" * 5000),
+     r"task\.index a 5000-digit number is out of range"),
+    ("60k-deep nesting", _deep(60_000),
+     r"RINGTRAIN_CONFIG: task\[0\]\[0\]\[0\]\[0\]\.\.\. nests 60001 levels deep"),
+    ("newline in host", cfg({"worker": ["chief\n:1", "b:1"]}),
+     r"cluster\.worker\[0\] .*is not a valid host name"),
+    ("64-char label", cfg({"worker": ["a" * 64 + ".example.com:1", "b:1"]}),
+     r"cluster\.worker\[0\] .*is not a valid host name"),
+]
+
+
+@pytest.mark.parametrize("name,text,pattern", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_configs_name_the_field(name, text, pattern):
+    with pytest.raises(ClusterConfigError, match=pattern):
+        parse_config(text)
+
+
+@pytest.mark.parametrize("name,text,pattern", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_ringrun_exits_2_naming_the_field(name, text, pattern):
+    out = subprocess.run([sys.executable, "-m", "ringrun", "--dry-run", "-np", "1", "true"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         env={**os.environ, "RINGTRAIN_CONFIG": text, "RINGTRAIN_SECRET": "s"})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("ringrun: RINGTRAIN_CONFIG") and re.search(pattern, out.stderr)
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_init_raises_config_error_naming_the_field():
+    # One process for the whole table: init() fails before it keeps any state.
+    program = (
+        "import json, os, sys, ringtrain\n"
+        "from ringtrain.errors import ConfigError\n"
+        "for text in json.load(sys.stdin):\n"
+        "    os.environ['RINGTRAIN_CONFIG'] = text\n"
+        "    try:\n"
+        "        ringtrain.init()\n"
+        "    except ConfigError as exc:\n"
+        "        print(json.dumps(str(exc)))\n"
+        "    else:\n"
+        "        print(json.dumps('no error'))\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RINGTRAIN_", "PMI_"))}
+    out = subprocess.run([sys.executable, "-c", program], input=json.dumps([h[1] for h in HOSTILE]),
+                         capture_output=True, text=True, timeout=120, check=False,
+                         env={**environ, "RINGTRAIN_SECRET": "s"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    messages = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(messages) == len(HOSTILE)
+    for (name, _, pattern), message in zip(HOSTILE, messages, strict=True):
+        assert re.search(pattern, message), (name, message)
+
+
+@pytest.mark.parametrize("address", ["node1.example.com.:2222", "a.b-c.d:1", "10.0.0.1:22",
+                                     "x" * 63 + ".example.com:1"])
+def test_valid_host_names_are_accepted(address):
+    assert parse_config(cfg({"worker": [address, "b:1"]})).task.address == address

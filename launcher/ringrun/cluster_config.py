@@ -29,7 +29,13 @@ _TOP_LEVEL_KEYS = ("cluster", "task", "environment", "rpc_layer")
 _TASK_KEYS = ("type", "index")
 _PS_MESSAGE = ("parameter servers are not supported: ringtrain trains synchronously with "
                "all-reduce; list the machines as 'worker' (and optionally one 'chief')")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+#: One DNS label (RFC 1123; '_' tolerated, as some clusters use it); a name is up to 253 chars.
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+#: A cluster description is 3 levels deep ({"cluster": {"worker": [...]}}); allow a margin.
+MAX_DEPTH = 8
+#: Digits of the longest integer accepted (anything longer is no index, and Python refuses
+#: to convert more than 4300 digits).
+_MAX_DIGITS = 18
 
 
 class ClusterConfigError(ValueError):
@@ -120,50 +126,114 @@ def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _HugeInt:
+    """A JSON integer too long to be an index (kept as a digit count, never converted)."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit number"
+
+
+def _parse_int(text: str) -> int | _HugeInt:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= _MAX_DIGITS else _HugeInt(digits)
+
+
+def _too_deep(text: str) -> tuple[int, str] | None:
+    """(depth, where) when JSON ``text`` nests deeper than MAX_DEPTH, else None; ``where`` is the
+    path of the first container too deep (``task[0][0]...``). Linear and iterative, so it runs
+    before the recursive parser (brackets inside strings do not count)."""
+    stack: list[list] = []          # per open container: [bracket, key or index]
+    last_string, start = "", -1
+    deepest, path = 0, ""
+    in_string = escaped = False
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string, last_string = False, text[start:i]
+        elif char == '"':
+            in_string, start = True, i + 1
+        elif char == ":" and stack and stack[-1][0] == "{":
+            stack[-1][1] = last_string
+        elif char == "," and stack and stack[-1][0] == "[":
+            stack[-1][1] += 1
+        elif char in "[{":
+            if len(stack) == MAX_DEPTH and not path:
+                steps = [f".{key}" if bracket == "{" else f"[{key}]" for bracket, key in stack]
+                path = "".join(steps[:5]).lstrip(".") + ("..." if len(steps) > 5 else "")
+            stack.append([char, None if char == "{" else 0])
+            deepest = max(deepest, len(stack))
+        elif char in "]}" and stack:
+            stack.pop()
+    return (deepest, path or "the top level") if deepest > MAX_DEPTH else None
+
+
+def _valid_hostname(host: str) -> bool:
+    """A DNS name or IPv4 address: labels of 1-63 characters, 253 in all, one trailing dot
+    allowed (a fully qualified name)."""
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
 def _check_address(source: str, where: str, address: object) -> str:
     if not isinstance(address, str):
         raise ClusterConfigError(f"{source}: {where} must be a 'host:port' string, "
-                                 f"got {type(address).__name__} {address!r}")
+                                 f"got {type(address).__name__} {address!r:.80}")
     host, sep, port = address.rpartition(":")
     if not sep or not host:
-        raise ClusterConfigError(f"{source}: {where} {address!r} is not 'host:port' "
+        raise ClusterConfigError(f"{source}: {where} {address!r:.80} is not 'host:port' "
                                  f"(e.g. 'node1.example.com:2222')")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ClusterConfigError(f"{source}: {where} {address!r} has port {port!r}; "
+    # isdigit() is true for '²' and other digits int() refuses: ports are ASCII digits.
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        raise ClusterConfigError(f"{source}: {where} {address!r:.80} has port {port!r:.20}; "
                                  f"expected a number from 1 to 65535")
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            raise ClusterConfigError(f"{source}: {where} {address!r}: {host} is not an "
+            raise ClusterConfigError(f"{source}: {where} {address!r:.80}: {host:.80} is not an "
                                      f"IPv6 address") from None
     elif ":" in host:
-        raise ClusterConfigError(f"{source}: {where} {address!r}: write an IPv6 address in "
-                                 f"brackets, e.g. '[{host}]:{port}'")
-    elif not _HOSTNAME.match(host):
-        raise ClusterConfigError(f"{source}: {where} {address!r}: {host!r} is not a valid "
-                                 f"host name or IP address")
+        raise ClusterConfigError(f"{source}: {where} {address!r:.80}: write an IPv6 address in "
+                                 f"brackets, e.g. '[{host:.80}]:{port}'")
+    elif not _valid_hostname(host):
+        raise ClusterConfigError(f"{source}: {where} {address!r:.80}: {host!r:.80} is not a "
+                                 f"valid host name or IP address (labels of 1-63 letters, "
+                                 f"digits and '-', 253 characters in all)")
     return address
 
 
-def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterConfig | None:
-    """Validate ``text`` (the JSON of ``source``); None when it is unset, empty or ``{}``."""
-    if text is None or not text.strip():
-        return None
+def _load(text: str, source: str) -> dict:
+    """The JSON object of ``text``; too deep, too long a number, or not JSON: an error."""
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        depth, where = too_deep
+        raise ClusterConfigError(f"{source}: {where:.120} nests {depth} levels deep; a cluster "
+                                 f"description needs 3 (cluster -> task type -> addresses), at "
+                                 f"most {MAX_DEPTH} are accepted")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise ClusterConfigError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} "
                                  f"column {exc.colno}") from None
     if not isinstance(doc, dict):
         raise ClusterConfigError(f"{source} must be a JSON object with 'cluster' and 'task', "
                                  f"got {type(doc).__name__}")
-    if not doc:
-        return None
     unknown = sorted(set(doc) - set(_TOP_LEVEL_KEYS))
     if unknown:
-        raise ClusterConfigError(f"{source}: unknown key {unknown[0]!r}; expected 'cluster' and "
-                                 f"'task'")
+        raise ClusterConfigError(f"{source}: unknown key {unknown[0]!r:.80}; expected "
+                                 f"'cluster' and 'task'")
+    return doc
+
+
+def _parse_cluster(doc: dict, source: str) -> dict[str, tuple[str, ...]]:
+    """``cluster``: known task types, each a non-empty list of distinct valid addresses."""
     if "cluster" not in doc:
         raise ClusterConfigError(f"{source}: cluster is missing; e.g. "
                                  f"{{\"cluster\": {{\"worker\": [\"a:2222\", \"b:2222\"]}}, ...}}")
@@ -171,7 +241,6 @@ def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterC
     if not isinstance(cluster_doc, dict):
         raise ClusterConfigError(f"{source}: cluster must be an object mapping task types to "
                                  f"address lists, got {type(cluster_doc).__name__}")
-
     cluster: dict[str, tuple[str, ...]] = {}
     seen: dict[str, str] = {}
     for job, addresses in cluster_doc.items():
@@ -179,7 +248,7 @@ def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterC
             raise ClusterConfigError(f"{source}: cluster.ps: {_PS_MESSAGE}")
         if job not in TASK_TYPES:
             hint = " (TensorFlow's old name for 'chief')" if job == "master" else ""
-            raise ClusterConfigError(f"{source}: cluster.{job}: unknown task type{hint}; "
+            raise ClusterConfigError(f"{source}: cluster.{job:.80}: unknown task type{hint}; "
                                      f"expected one of {', '.join(TASK_TYPES)}")
         if not isinstance(addresses, list):
             raise ClusterConfigError(f"{source}: cluster.{job} must be a list of 'host:port' "
@@ -203,7 +272,11 @@ def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterC
     if not cluster.get("chief") and not cluster.get("worker"):
         raise ClusterConfigError(f"{source}: cluster has no 'chief' or 'worker' entries; the "
                                  f"training machines are listed under 'worker'")
+    return cluster
 
+
+def _parse_task(doc: dict, source: str, cluster: dict[str, tuple[str, ...]]) -> tuple[str, int]:
+    """``task``: this process's type (one listed in ``cluster``) and index into its list."""
     if "task" not in doc:
         raise ClusterConfigError(f"{source}: task is missing; add "
                                  f"\"task\": {{\"type\": \"worker\", \"index\": N}} naming this "
@@ -215,8 +288,8 @@ def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterC
                                  f"{type(task).__name__}")
     unknown = sorted(set(task) - set(_TASK_KEYS))
     if unknown:
-        raise ClusterConfigError(f"{source}: task.{unknown[0]} is not a known field; expected "
-                                 f"'type' and 'index'")
+        raise ClusterConfigError(f"{source}: task.{unknown[0]:.80} is not a known field; "
+                                 f"expected 'type' and 'index'")
     if "type" not in task:
         raise ClusterConfigError(f"{source}: task.type is missing; expected one of "
                                  f"{', '.join(TASK_TYPES)}")
@@ -224,19 +297,31 @@ def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterC
     if task_type == "ps":
         raise ClusterConfigError(f"{source}: task.type 'ps': {_PS_MESSAGE}")
     if task_type not in TASK_TYPES:
-        raise ClusterConfigError(f"{source}: task.type {task_type!r} is not one of "
+        raise ClusterConfigError(f"{source}: task.type {task_type!r:.80} is not one of "
                                  f"{', '.join(TASK_TYPES)}")
     if task_type not in cluster:
         raise ClusterConfigError(f"{source}: task.type {task_type!r} has no entries in cluster; "
                                  f"add cluster.{task_type} or fix task.type")
     index = task.get("index", 0)
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise ClusterConfigError(f"{source}: task.index must be an integer, got {index!r}")
     count = len(cluster[task_type])
-    if not 0 <= index < count:
+    if isinstance(index, bool) or not isinstance(index, int | _HugeInt):
+        raise ClusterConfigError(f"{source}: task.index must be an integer, got {index!r:.80}")
+    if isinstance(index, _HugeInt) or not 0 <= index < count:
         raise ClusterConfigError(f"{source}: task.index {index} is out of range: "
                                  f"cluster.{task_type} has {count} "
                                  f"{'entry' if count == 1 else 'entries'}")
+    return task_type, index
+
+
+def parse_config(text: str | None, source: str = "RINGTRAIN_CONFIG") -> ClusterConfig | None:
+    """Validate ``text`` (the JSON of ``source``); None when it is unset, empty or ``{}``."""
+    if text is None or not text.strip():
+        return None
+    doc = _load(text, source)
+    if not doc:
+        return None
+    cluster = _parse_cluster(doc, source)
+    task_type, index = _parse_task(doc, source, cluster)
     return ClusterConfig(source, cluster, task_type, index)
 
 
