@@ -36,8 +36,8 @@ class Host:
 class ClusterSeat:
     """This machine's place in a multi-machine job (cluster mode, ``RINGTRAIN_CONFIG``).
 
-    Filled in by ``ringrun.cluster`` when that module exists; ``None`` means a single-machine
-    job. ``first_rank`` offsets the ranks shown in output, ``env`` is added to every worker.
+    Filled in by ``ringrun.cluster`` once this machine has joined; ``None`` means a
+    single-machine job. ``first_rank`` offsets the ranks shown in output, ``env`` is added to every worker.
     """
 
     first_rank: int

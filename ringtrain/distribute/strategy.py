@@ -491,6 +491,8 @@ class Strategy:
 
     @property
     def cluster_resolver(self):
+        """None: ringtrain has no ClusterResolver classes (the cluster comes from the launcher,
+        ``RINGTRAIN_CONFIG`` or ``TF_CONFIG``), and TensorFlow's MirroredStrategy has none."""
         return None
 
     # scope
@@ -687,12 +689,6 @@ class MirroredStrategy(Strategy):
                          f"{local_size} worker(s); ringtrain runs one replica per worker "
                          "process: start one worker per device with `ringrun -np N` and list "
                          "one device (or one per local worker)")
-
-    @property
-    def cluster_resolver(self):
-        module = _optional_module("ringtrain.distribute.cluster")
-        resolver = getattr(module, "cluster_resolver", None) if module is not None else None
-        return resolver() if callable(resolver) else None
 
     def __repr__(self) -> str:
         return (f"MirroredStrategy(num_replicas_in_sync={self.num_replicas_in_sync}, "

@@ -110,15 +110,8 @@ def _build(backend: str, launch: Launch, plan: JoinPlan | None, intracomm: Any,
                 return MPICommunicator(intracomm, local_rank=launch.local_rank,
                                        local_size=launch.local_size, check=check)
         return MPICommunicator(intracomm, check=check)
-    if backend == "nccl":
-        try:
-            from ..comm.nccl import NCCLCommunicator  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ConfigError(f"RINGTRAIN_BACKEND=nccl is not available here ({exc}); use "
-                              f"mpi or local") from None
-        return NCCLCommunicator(launch)
-    raise ConfigError(f"unknown backend {backend!r}; RINGTRAIN_BACKEND must be auto, local, "
-                      f"mpi or nccl")
+    raise ConfigError(f"unknown backend {backend!r}; RINGTRAIN_BACKEND must be auto, local "
+                      f"or mpi")
 
 
 def init(backend: str | None = None, comm: Any = None, check: bool | None = None
