@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import core
+from .registry import resolve
 
 # Cross-entropy losses on a softmax/sigmoid output use the logits directly (one fused,
 # numerically stable op), as Keras does in graph mode. The map lives on the graph (output tensor
@@ -71,14 +72,7 @@ def get(identifier: Any) -> Callable:
     """An activation function from a name ('relu'), a callable, or None (linear)."""
     if identifier is None:
         return linear
-    if isinstance(identifier, str):
-        fn = _BY_NAME.get(identifier.lower())
-        if fn is None:
-            raise ValueError(f"unknown activation {identifier!r}; use one of {sorted(_BY_NAME)}")
-        return fn
-    if callable(identifier):
-        return identifier
-    raise TypeError(f"an activation must be a name or a callable, got {identifier!r}")
+    return resolve(identifier, "activation", _BY_NAME, make=lambda fn, name: fn)
 
 
 def serialize(fn: Callable) -> str:

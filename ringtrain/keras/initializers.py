@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .registry import resolve
+
 
 def _rng(seed: int | None) -> Any:
     return np.random if seed is None else np.random.RandomState(seed)
@@ -154,13 +156,4 @@ he_normal, he_uniform = HeNormal, HeUniform
 
 def get(identifier: Any) -> Initializer:
     """An initializer from a name ('glorot_uniform'), an instance, a class, or a callable."""
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"unknown initializer {identifier!r}; use one of {sorted(_BY_NAME)}")
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Initializer):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise TypeError(f"an initializer must be a name or a callable, got {identifier!r}")
+    return resolve(identifier, "initializer", _BY_NAME, base=Initializer)

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import core
 from . import activations, backend
+from .registry import resolve
 
 
 def _rank(x: Any) -> int | None:
@@ -148,16 +149,6 @@ _BY_NAME: dict[str, Callable[[], Loss]] = {
 
 def get(identifier: Any) -> Loss:
     """A Loss from a name, a Loss object, or a function ``f(y_true, y_pred) -> per-sample``."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"unknown loss {identifier!r}; use one of {sorted(_BY_NAME)} or "
-                             f"a function f(y_true, y_pred)")
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if callable(identifier):
-        return Loss(identifier, getattr(identifier, "__name__", "loss"))
-    raise TypeError(f"a loss must be a name, a Loss or a function, got {identifier!r}")
+    return resolve(identifier, "loss", _BY_NAME, base=Loss,
+                   adapt=lambda f: Loss(f, getattr(f, "__name__", "loss")) if callable(f)
+                   else None)

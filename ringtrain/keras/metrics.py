@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import core
 from . import losses
+from .registry import resolve
 
 
 def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
@@ -89,26 +90,19 @@ def get(identifier: Any, loss: Any = None, output_shape: tuple | None = None) ->
     for sparse_categorical_crossentropy, categorical for categorical_crossentropy, binary for
     binary_crossentropy or a one-unit output.
     """
-    if isinstance(identifier, Metric):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        if key in ("accuracy", "acc"):
-            fn = losses.get(loss).fn if loss is not None else None
-            if fn is losses.sparse_categorical_crossentropy:
-                return Metric(sparse_categorical_accuracy, identifier)
-            if fn is losses.categorical_crossentropy:
-                return Metric(categorical_accuracy, identifier)
-            if fn is losses.binary_crossentropy or (output_shape and output_shape[-1] == 1):
-                return Metric(binary_accuracy, identifier)
-            return Metric(categorical_accuracy, identifier)
-        cls = _BY_NAME.get(key)
-        if cls is None:
-            raise ValueError(f"unknown metric {identifier!r}; use 'accuracy' or one of "
-                             f"{sorted(_BY_NAME)}")
-        return cls(name=identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Metric):
-        return identifier()
-    if callable(identifier):
-        return Metric(identifier, getattr(identifier, "__name__", "metric"))
-    raise TypeError(f"a metric must be a name, a Metric or a function, got {identifier!r}")
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
+        return Metric(_accuracy_for(loss, output_shape), identifier)
+    return resolve(identifier, "metric", _BY_NAME, base=Metric,
+                   make=lambda make_metric, name: make_metric(name=name),
+                   adapt=lambda f: Metric(f, getattr(f, "__name__", "metric")) if callable(f)
+                   else None)
+
+
+def _accuracy_for(loss: Any, output_shape: tuple | None) -> Callable:
+    fn = losses.get(loss).fn if loss is not None else None
+    if fn is losses.sparse_categorical_crossentropy:
+        return sparse_categorical_accuracy
+    if fn is losses.binary_crossentropy or (fn is not losses.categorical_crossentropy
+                                            and output_shape and output_shape[-1] == 1):
+        return binary_accuracy
+    return categorical_accuracy

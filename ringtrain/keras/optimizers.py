@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import core
 from . import backend
+from .registry import resolve
 
 
 class Optimizer:
@@ -168,15 +169,5 @@ _BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
 def get(identifier: Any) -> Any:
     """A Keras optimizer from a name ('adam', 'sgd', 'rmsprop', 'adagrad') or an instance; a
     core ``tf.train`` optimizer is accepted as is."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"unknown optimizer {identifier!r}; use one of {sorted(_BY_NAME)}")
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
-        return identifier()
-    if hasattr(identifier, "minimize"):
-        return identifier
-    raise TypeError(f"an optimizer must be a name or an optimizer object, got {identifier!r}")
+    return resolve(identifier, "optimizer", _BY_NAME, base=Optimizer,
+                   adapt=lambda opt: opt if hasattr(opt, "minimize") else None)
