@@ -241,63 +241,80 @@ def join(plan: JoinPlan) -> Any:
     from mpi4py import MPI
 
     local = MPI.COMM_WORLD
-    leader = local.Get_rank() == 0
-    port_name = None
-    info: dict[str, Any]
-    if leader:
+    port_name = MPI.Open_port() if plan.group == 0 and local.Get_rank() == 0 else None
+    info = _register(plan, local, port_name)
+    merged = _connect(plan, local, info)
+    merged = _accept_later_groups(local, merged, info)
+    world = _order_ranks(plan, local, merged, info)
+    if port_name is not None:
+        MPI.Close_port(port_name)
+    return world
+
+
+def _register(plan: JoinPlan, local: Any, port_name: str | None) -> dict[str, Any]:
+    """The group's leader registers at the rendezvous; every rank of the group gets the answer
+    (its turn, the port to connect to, the groups' sizes and offsets), or raises its error."""
+    info: dict[str, Any] = {}
+    if local.Get_rank() == 0:
         try:
-            port_name = MPI.Open_port() if plan.group == 0 else None
             info = _leader_register(plan, local.Get_size(), port_name)
         except (RendezvousError, OSError) as exc:
             name = plan.groups[plan.group] if plan.group < len(plan.groups) else "this machine"
             info = {"error": f"{name} could not join the job: {exc}"}
         except ConfigError as exc:
             info = {"error": str(exc)}
-    else:
-        info = {}
     info = local.bcast(info, root=0)
     if "error" in info:
         raise WorkerFailure(info["error"])
+    return info
 
+
+def _connect(plan: JoinPlan, local: Any, info: dict[str, Any]) -> Any:
+    """Merge this group into the groups that joined before it (the first group starts alone),
+    then hand liveness over: to the machine's ringrun in cluster mode, else to the rendezvous
+    connection, which stops this process when another group is lost."""
+    merged = local
     client: RendezvousClient | None = _state.get("client")
-    turn, port = info["turn"], info["port"]
-    groups = len(info["sizes"])
-    if turn == 0:
-        merged = local
-    else:
-        inter = local.Connect(port, root=0)
+    if info["turn"] > 0:
+        inter = local.Connect(info["port"], root=0)
         merged = inter.Merge(high=True)
         inter.Free()
         if client is not None:
             client.joined()
     if client is not None:
         if plan.mode == "ringrun":
-            # The machine's ringrun watches liveness (and tells this worker's shim to stop);
-            # this connection was only for the port.
-            client.done()
+            client.done()       # this connection was only for the port
         else:
             client.monitor(_abort_process)
             atexit.register(_goodbye)
-    # Groups that join after this one are accepted together by everyone already merged.
-    for _ in range(turn + 1, groups):
-        inter = merged.Accept(port, root=0)
+    return merged
+
+
+def _accept_later_groups(local: Any, merged: Any, info: dict[str, Any]) -> Any:
+    """Groups that join after this one are accepted together by everyone already merged."""
+    for _ in range(info["turn"] + 1, len(info["sizes"])):
+        inter = merged.Accept(info["port"], root=0)
         bigger = inter.Merge(high=False)
         inter.Free()
         if merged is not local:
             merged.Free()
         merged = bigger
-    key = info["offsets"][plan.group] + local.Get_rank()
-    if plan.mode == "ringrun" and (info["offsets"][plan.group] != env.get("RINGTRAIN_RANK_OFFSET")
+    return merged
+
+
+def _order_ranks(plan: JoinPlan, local: Any, merged: Any, info: dict[str, Any]) -> Any:
+    """The merged groups split into the job's world, ranked by group offset plus local rank."""
+    offset = info["offsets"][plan.group]
+    key = offset + local.Get_rank()
+    if plan.mode == "ringrun" and (offset != env.get("RINGTRAIN_RANK_OFFSET")
                                    or info["world_size"] != env.get("RINGTRAIN_WORLD_SIZE")):
         raise WorkerFailure(f"ringrun placed this machine at rank offset "
                             f"{env.get('RINGTRAIN_RANK_OFFSET')} of "
                             f"{env.get('RINGTRAIN_WORLD_SIZE')}, but the chief says "
-                            f"{info['offsets'][plan.group]} of {info['world_size']}")
+                            f"{offset} of {info['world_size']}")
     world = merged.Split(0, key)
     if merged is not local:
         merged.Free()
-    if port_name is not None:
-        MPI.Close_port(port_name)
     if world.Get_rank() != key or world.Get_size() != info["world_size"]:
         raise WorkerFailure(f"joined a world of {world.Get_size()} as rank {world.Get_rank()}, "
                             f"expected {info['world_size']} and rank {key}")
