@@ -337,7 +337,7 @@ def test_model_checkpoint_and_learning_rate_scheduler(tmp_path):
     lrs = []
     sched = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))
     watch = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda e, logs: lrs.append(model.optimizer.learning_rate))
+        on_epoch_end=lambda e, logs: lrs.append(keras.backend.get_value(model.optimizer.lr)))
     hist = model.fit(x, y, epochs=3, verbose=0,
                      callbacks=[keras.callbacks.ModelCheckpoint(pattern, monitor="loss"), sched,
                                 watch])

@@ -35,8 +35,14 @@ def linear(x: Any) -> Any:
     return x
 
 
-def relu(x: Any) -> Any:
-    return core.nn.relu(x)
+def relu(x: Any, alpha: float = 0.0, max_value: float | None = None,
+         threshold: float = 0.0) -> Any:
+    """Keras's relu: ``x`` above ``threshold`` (capped at ``max_value``), ``alpha * (x -
+    threshold)`` below it."""
+    if alpha == 0 and max_value is None and threshold == 0:
+        return core.nn.relu(x)
+    y = core.where(core.greater_equal(x, threshold), x, alpha * (x - threshold))
+    return y if max_value is None else core.minimum(y, float(max_value))
 
 
 def sigmoid(x: Any) -> Any:
@@ -48,9 +54,11 @@ def tanh(x: Any) -> Any:
 
 
 def softmax(x: Any, axis: int = -1) -> Any:
-    if axis != -1:
-        raise ValueError("softmax is supported over the last axis only (axis=-1)")
-    return _remember(core.nn.softmax(x), x, "softmax")
+    rank = x.shape.ndims
+    if axis == -1 or (rank is not None and axis == rank - 1):
+        return _remember(core.nn.softmax(x), x, "softmax")
+    shifted = core.exp(x - core.reduce_max(x, axis=axis, keepdims=True))
+    return shifted / core.reduce_sum(shifted, axis=axis, keepdims=True)
 
 
 def elu(x: Any, alpha: float = 1.0) -> Any:

@@ -167,9 +167,16 @@ def batch_get_value(variables: list) -> list:
     return out
 
 
-def get_value(x: Any) -> np.ndarray:
+def get_value(x: Any) -> Any:
+    """The value of a variable (or of an optimizer's learning rate) as NumPy."""
+    if hasattr(x, "numpy") and not hasattr(x, "graph"):
+        return x.numpy()
     return batch_get_value([x])[0]
 
 
 def set_value(x: Any, value: Any) -> None:
+    """Set a variable (or an optimizer's learning rate) to a NumPy value."""
+    if hasattr(x, "assign") and not hasattr(x, "graph"):
+        x.assign(value)
+        return
     batch_set_value([x], [value])

@@ -396,7 +396,8 @@ class LambdaCallback(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)``."""
+    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)``, Keras's older form, when the schedule takes one argument)."""
 
     def __init__(self, schedule: Callable, verbose: int = 0):
         super().__init__()
@@ -405,7 +406,13 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         opt = self.model.optimizer
-        lr = float(self.schedule(epoch, opt.learning_rate))
-        opt.learning_rate = lr
+        try:
+            lr = self.schedule(epoch, float(opt.learning_rate))
+        except TypeError:  # as Keras: a schedule of the epoch alone
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (float, int, np.floating, np.integer)):
+            raise ValueError(f'The output of the "schedule" function should be float, got '  # noqa: TRY004 -- Keras's error
+                             f"{lr!r}")
+        opt.learning_rate = float(lr)
         if self.verbose and self._is_chief:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")

@@ -146,8 +146,11 @@ def take(x: Any, sel: Any) -> Any:
 
 
 def as_arrays(x: Any) -> Any:
+    """Arrays of ``x``; a list of arrays is several inputs (a tuple), as in Keras."""
     if x is None:
         return None
+    if isinstance(x, list) and x and all(isinstance(a, np.ndarray) for a in x):
+        x = tuple(x)
     if is_nested(x):
         return map_structure(np.asarray, x)
     return np.asarray(x)

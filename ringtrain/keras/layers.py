@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,52 @@ class KerasTensor:
     def __repr__(self) -> str:
         return (f"<KerasTensor shape={self.shape} dtype={self.dtype} "
                 f"(created by layer '{self._keras_history[0].name}')>")
+
+    # Arithmetic on symbolic tensors becomes a node of the functional graph, as in Keras.
+    def __add__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: a + b, (self, other), name="add")
+
+    def __radd__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: b + a, (self, other), name="add")
+
+    def __sub__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: a - b, (self, other), name="subtract")
+
+    def __rsub__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: b - a, (self, other), name="subtract")
+
+    def __mul__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: a * b, (self, other), name="multiply")
+
+    def __rmul__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: b * a, (self, other), name="multiply")
+
+    def __truediv__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: a / b, (self, other), name="truediv")
+
+    def __rtruediv__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: b / a, (self, other), name="truediv")
+
+    def __pow__(self, other: Any) -> KerasTensor:
+        return op_node(lambda a, b: core.pow(a, b), (self, other), name="pow")
+
+    def __neg__(self) -> KerasTensor:
+        return op_node(lambda a: -a, (self,), name="negative")
+
+    def __matmul__(self, other: Any) -> KerasTensor:
+        return op_node(core.matmul, (self, other), name="matmul")
+
+    def __getitem__(self, key: Any) -> KerasTensor:
+        return op_node(lambda a: a[key], (self,), name="getitem")
+
+
+def op_node(fn: Callable, args: tuple, kwargs: dict | None = None, name: str = "op") -> Any:
+    """``fn(*args, **kwargs)``; when KerasTensors are among the arguments, a functional-API
+    node (a TFOpLambda layer) that applies ``fn`` once the model has real tensors."""
+    kwargs = kwargs or {}
+    if not any(isinstance(x, KerasTensor) for x in _flat_inputs([args, kwargs])):
+        return fn(*args, **kwargs)
+    return TFOpLambda(fn, args, kwargs, name=backend.unique_object_name(f"tf.{name}"))()
 
 
 # --- the base class ------------------------------------------------------------------------------
@@ -265,8 +312,12 @@ class Layer:
         with graph.as_default():
             def ph(shape: tuple) -> Any:
                 return core.placeholder(self.dtype, shape=shape)
-            inputs = map_structure(ph, input_shape) if _is_shape_struct(input_shape) \
-                else ph(tuple(input_shape))
+            if isinstance(input_shape, list):  # several inputs (merge layers)
+                inputs = [ph(tuple(s)) for s in input_shape]
+            elif _is_shape_struct(input_shape):
+                inputs = map_structure(ph, input_shape)
+            else:
+                inputs = ph(tuple(input_shape))
             out = _ShapeProbe(self)(inputs)
         return map_structure(_static_shape, out)
 
@@ -337,8 +388,10 @@ class Layer:
 
     def _numpy_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
         """Run the layer on NumPy data through a cached placeholder graph."""
-        arrays = map_structure(np.asarray, inputs)
-        flat = flatten(arrays)
+        several = isinstance(inputs, list)  # a list is several inputs (merge layers)
+        arrays = [np.asarray(a) for a in inputs] if several else \
+            map_structure(np.asarray, inputs)
+        flat = arrays if several else flatten(arrays)
         training = bool(kwargs.get("training") or False)
         key = (tuple((a.shape[1:], a.dtype.str) for a in flat), training)
         entry = self._numpy_cache.get(key)
@@ -347,7 +400,7 @@ class Layer:
             with graph.as_default():
                 phs = [core.placeholder(_feed_dtype(a, self.dtype), shape=(None, *a.shape[1:]))
                        for a in flat]
-                ph_struct = pack_as(arrays, phs)
+                ph_struct = phs if several else pack_as(arrays, phs)
                 with CallContext(training):
                     out = self(ph_struct, *args, **dict(kwargs, training=training))
             entry = (graph, phs, out)
@@ -387,9 +440,8 @@ class _ShapeProbe:
         clone._graph = None
         clone._initial_weights = None
         clone._numpy_cache = {}
-        return clone._graph_call(inputs, flatten(inputs)[0].graph if is_nested(inputs)
-                                 else inputs.graph, (), {"training": False}
-                                 if clone._call_takes("training") else {})
+        return clone._graph_call(inputs, _flat_inputs(inputs)[0].graph, (),
+                                 {"training": False} if clone._call_takes("training") else {})
 
 
 def _flat_inputs(inputs: Any) -> list:
@@ -513,6 +565,103 @@ class Activation(Layer):
 
     def call(self, inputs: Any) -> Any:
         return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape)
+
+
+class Lambda(Layer):
+    """Wrap ``function(inputs)`` (core ops) as a layer."""
+
+    def __init__(self, function: Callable, output_shape: Any = None, arguments: dict | None = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda needs a function, got {type(function).__name__}")
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self._declared_output_shape = output_shape
+
+    def call(self, inputs: Any) -> Any:
+        return self.function(inputs, **self.arguments)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        declared = self._declared_output_shape
+        if declared is None:
+            return super().compute_output_shape(input_shape)
+        if callable(declared):
+            return tuple(declared(input_shape))
+        return (input_shape[0] if isinstance(input_shape, tuple) else None, *tuple(declared))
+
+
+class TFOpLambda(Layer):
+    """A core op applied to KerasTensors in the functional API (``x + y``, ``K.mean(x)``): the
+    arguments are kept with their KerasTensors, and replaced by real tensors when called."""
+
+    def __init__(self, function: Callable, args: tuple, kwargs: dict, **layer_kwargs: Any):
+        super().__init__(**layer_kwargs)
+        self.function = function
+        self._template = (args, kwargs)
+
+    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if inputs is None:  # the node is made: its inputs are the template's KerasTensors
+            tensors = [x for x in _flat_inputs(list(self._template)) if isinstance(x,
+                                                                                    KerasTensor)]
+            return super().__call__(tensors)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs: Any) -> Any:
+        real = iter(inputs if isinstance(inputs, list) else [inputs])
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, KerasTensor):
+                return next(real)
+            if isinstance(value, dict):
+                return {k: fill(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return type(value)(fill(v) for v in value)
+            return value
+        args, kwargs = fill(self._template)
+        return self.function(*args, **kwargs)
+
+
+class Softmax(Layer):
+    def __init__(self, axis: int = -1, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def call(self, inputs: Any) -> Any:
+        return activations.softmax(inputs, axis=self.axis)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape)
+
+
+class ReLU(Layer):
+    """``min(max(x, threshold) ..., max_value)``: Keras's ReLU with its three options."""
+
+    def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope = float(negative_slope)
+        self.threshold = float(threshold)
+
+    def call(self, inputs: Any) -> Any:
+        return activations.relu(inputs, alpha=self.negative_slope, max_value=self.max_value,
+                                threshold=self.threshold)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape)
+
+
+class LeakyReLU(Layer):
+    def __init__(self, alpha: float = 0.3, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def call(self, inputs: Any) -> Any:
+        return activations.relu(inputs, alpha=self.alpha)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         return tuple(input_shape)
@@ -789,6 +938,27 @@ class BatchNormalization(Layer):
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         return tuple(input_shape)
+
+
+# Layer families in their own modules (they build on the base classes above).
+from .merging import (  # noqa: F401 -- re-exported as tf.keras.layers.*
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 
 
 def __getattr__(name: str):

@@ -11,6 +11,7 @@ compiled inside a strategy's scope); trainer.py's ``Replication`` makes every st
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -20,8 +21,9 @@ import numpy as np
 from .. import core
 from ..checkpoint import atomic_write
 from ..core import distribution
-from ..data.structure import flatten, is_nested, map_structure, pack_as
+from ..data.structure import flatten, map_structure
 from . import backend
+from .data_adapter import as_arrays
 from .layers import (
     CallContext,
     InputLayer,
@@ -111,8 +113,7 @@ class Model(Trainer, Layer):
 
     # -- functional API --
     def _init_functional(self, inputs: Any, outputs: Any) -> None:
-        for kt in (flatten(inputs) if is_nested(inputs) or isinstance(inputs, list)
-                   else [inputs]):
+        for kt in _flat_inputs(inputs):
             if not isinstance(kt, KerasTensor) or not isinstance(kt._keras_history[0],
                                                                    InputLayer):
                 raise TypeError("functional Model inputs must come from tf.keras.Input(...)")
@@ -154,7 +155,7 @@ class Model(Trainer, Layer):
 
     def _call_functional(self, inputs: Any, training: Any) -> Any:
         ins = flatten(self._func_inputs)
-        given = flatten(inputs) if is_nested(inputs) or isinstance(inputs, list) else [inputs]
+        given = _flat_inputs(inputs)
         if len(given) != len(ins):
             raise ValueError(f"model {self.name!r} expects {len(ins)} inputs, got {len(given)}")
         values = {id(k): v for k, v in zip(ins, given)}
@@ -205,12 +206,16 @@ class Model(Trainer, Layer):
                 shape = (None, *tuple(shape)[1:])
                 return core.placeholder(dtype, shape=shape,
                                         name="input" if i == 0 else f"input_{i}")
-            if _is_shape_struct(batch_shape):
-                flat_shapes = flatten(batch_shape) if is_nested(batch_shape) else batch_shape
-                phs = [placeholder(s, i) for i, s in enumerate(flat_shapes)]
-                inputs = pack_as(batch_shape, phs) if is_nested(batch_shape) else phs
-            else:
-                inputs = placeholder(batch_shape, 0)
+            count = itertools.count()
+
+            def placeholders(shape: Any) -> Any:
+                """The input structure of ``shape`` (shapes in tuples/lists/dicts)."""
+                if isinstance(shape, dict):
+                    return {k: placeholders(shape[k]) for k in sorted(shape)}
+                if _is_shape_struct(shape):
+                    return type(shape)(placeholders(s) for s in shape)
+                return placeholder(shape, next(count))
+            inputs = placeholders(batch_shape)
             with CallContext(training=False):
                 outputs = self(inputs, training=False)
         self._inputs_ph = inputs
@@ -230,7 +235,7 @@ class Model(Trainer, Layer):
         if x is None:
             raise ValueError(f"model {self.name!r} has not been built yet: give the first layer "
                              f"an input_shape, call build(input_shape), or pass it data")
-        arrays = map_structure(np.asarray, x)
+        arrays = as_arrays(x)
         shapes = map_structure(lambda a: a.shape, arrays)
         first = flatten(arrays)[0]
         self._build_from(shapes, _feed_dtype(first, self.dtype))

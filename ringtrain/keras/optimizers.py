@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import core
 from . import backend
 from .registry import resolve
@@ -36,18 +38,27 @@ class Optimizer:
         self.iterations = None
 
     @property
-    def learning_rate(self) -> float:
+    def learning_rate(self) -> LearningRate:
+        """The learning rate as Keras gives it: a variable (``K.get_value``/``K.set_value``,
+        ``.numpy()``, ``float()``, ``assign``). Assigning a number sets it."""
+        return LearningRate(self)
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        self._set_lr(float(backend.get_value(value)) if isinstance(value, LearningRate)
+                     else float(value))
+
+    lr = learning_rate
+
+    def _get_lr(self) -> float:
         if self._lr_var is not None:
             return float(backend.get_value(self._lr_var))
         return self._lr_value
 
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
+    def _set_lr(self, value: float) -> None:
         self._lr_value = float(value)
         if self._lr_var is not None:
             backend.set_value(self._lr_var, self._lr_value)
-
-    lr = learning_rate
 
     def _build(self, graph: Any) -> Any:
         """Create (once) the core optimizer for ``graph``; call inside the graph's scope."""
@@ -79,10 +90,62 @@ class Optimizer:
         return out
 
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": self.learning_rate, **self._config()}
+        return {"name": self.name, "learning_rate": self._get_lr(), **self._config()}
 
     def _config(self) -> dict:
         return {}
+
+
+class LearningRate:
+    """An optimizer's learning rate, read and written through the optimizer (so it works
+    before compile, when it is a number, and after, when it is a variable of the model's
+    graph). Behaves as a float in arithmetic and comparisons."""
+
+    dtype = "float32"
+
+    def __init__(self, optimizer: Optimizer):
+        self._optimizer = optimizer
+
+    @property
+    def name(self) -> str:
+        return f"{self._optimizer.name}/learning_rate"
+
+    def numpy(self) -> np.float32:
+        return np.float32(self._optimizer._get_lr())
+
+    def value(self) -> np.float32:
+        return self.numpy()
+
+    def assign(self, value: Any) -> None:
+        self._optimizer._set_lr(float(value))
+
+    def __float__(self) -> float:
+        return self._optimizer._get_lr()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self.numpy(), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"<LearningRate {self.name!r} value={self._optimizer._get_lr()!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return float(self) == other
+
+    def __hash__(self) -> int:
+        return id(self._optimizer)
+
+
+def _float_op(name: str) -> None:
+    def op(self: LearningRate, *others: Any) -> Any:
+        return getattr(float(self), name)(*others)
+    op.__name__ = name
+    setattr(LearningRate, name, op)
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__lt__",
+              "__le__", "__gt__", "__ge__", "__ne__", "__abs__", "__round__"):
+    _float_op(_name)
 
 
 class SGD(Optimizer):
@@ -163,7 +226,24 @@ class Adagrad(Optimizer):
             lr, initial_accumulator_value=self.initial_accumulator_value, name=self.name)
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012) with Keras's defaults: lr 0.001, rho 0.95, epsilon 1e-7."""
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.95, epsilon: float = 1e-7,
+                 name: str = "Adadelta", **kwargs: Any):
+        super().__init__(learning_rate, name, **kwargs)
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def _make(self, lr: Any) -> Any:
+        return core.train.AdadeltaOptimizer(lr, rho=self.rho, epsilon=self.epsilon,
+                                            name=self.name)
+
+    def _config(self) -> dict:
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
+            "adadelta": Adadelta}
 
 
 def get(identifier: Any) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 from .. import core
 from ..checkpoint import _chief_then_everyone
 from ..data.dataset import Dataset
-from ..data.structure import flatten, is_nested, map_structure
+from ..data.structure import is_nested, map_structure
 from . import backend, losses, optimizers
 from . import callbacks as callbacks_mod
 from . import metrics as metrics_mod
@@ -32,7 +32,7 @@ from .data_adapter import (
     take,
     unpack,
 )
-from .layers import CallContext, _feed_dtype, _static_shape
+from .layers import CallContext, _feed_dtype, _flat_inputs, _static_shape
 
 # --- the strategy seam ---------------------------------------------------------------------------
 
@@ -182,9 +182,8 @@ class Trainer:
 
     # -- running --
     def _feed(self, x: Any, y: Any = None) -> dict:
-        xs = flatten(x)
-        phs = flatten(self._inputs_ph) if is_nested(self._inputs_ph) or \
-            isinstance(self._inputs_ph, list) else [self._inputs_ph]
+        xs = _flat_inputs(as_arrays(x))
+        phs = _flat_inputs(self._inputs_ph)
         if len(xs) != len(phs):
             raise ValueError(f"model {self.name!r} takes {len(phs)} input arrays, got {len(xs)}")
         feed = {}
