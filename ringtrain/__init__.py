@@ -5,6 +5,8 @@ summary, data, keras, distribute, errors); ``ringtrain.init()/rank()/size()/comm
 process group. Nothing here starts MPI, NCCL or CUDA: that happens in ``init()``.
 """
 
+import importlib
+
 from . import data, distribute, env, errors, keras
 from .comm.base import ReduceOp
 from .core import *
@@ -21,6 +23,10 @@ from .world.process_group import (
     local_size,
     shutdown,
 )
+
+# tf.train is the core's optimizers plus checkpoints, which sit above the core: bind the
+# top-level namespace module in place of the core's (from .core import * bound core.train).
+train = importlib.import_module(".train", __name__)
 
 
 # One public name, two meanings: with no argument the process group's rank()/size(); with a

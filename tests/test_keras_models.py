@@ -513,16 +513,16 @@ def test_training_state_restores_weights_at_once_and_optimizer_slots_at_fit():
 
     a = make()
     a.fit(x, y, epochs=2, verbose=0)
-    state = a._training_state()
+    state = a._checkpoint_state()
     b = make()  # built (input_shape), but fit has not created Adam's slots yet
-    b._restore_training_state(state)
+    b._restore_checkpoint_state(state)
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
     a.fit(x, y, epochs=1, verbose=0, shuffle=False)
     b.fit(x, y, epochs=1, verbose=0, shuffle=False)  # slots and step restored before training
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="different model"):
-        mlp(units=5)._restore_training_state(state)
+        mlp(units=5)._restore_checkpoint_state(state)
 
 
 # --- steps on arrays -----------------------------------------------------------------------------

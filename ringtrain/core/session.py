@@ -106,6 +106,11 @@ class _Runtime:
         return gen
 
 
+# The bit generators a checkpoint may name for a random op's stream.
+_BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
+                   np.random.SFC64)
+
+
 class _Plan:
     __slots__ = ("feeds", "fetch_slots", "nslots", "ops", "rebuild", "steps")
 
@@ -174,6 +179,20 @@ def get_default_session() -> Session | None:
 
 def _clear_default_sessions() -> None:
     _session_stack().clear()
+
+
+def session_holding(graph: Graph) -> Session:
+    """The Session whose values of ``graph``'s variables checkpoints read and restore: the
+    default session when it runs ``graph``, else the one that owns the graph's variables
+    (``graph._variables_session``: Keras keeps one per model graph)."""
+    session = get_default_session()
+    if session is not None and session.graph is graph:
+        return session
+    owner = getattr(graph, "_variables_session", None)
+    if owner is not None:
+        return owner
+    raise ValueError("checkpointing graph variables needs their Session: pass session=sess to "
+                     "save/restore, or call them inside `with sess.as_default():`")
 
 
 def _session_for(session: Session | None, graph: Graph) -> Session:
@@ -393,6 +412,42 @@ class Session:
                                   f"CPU")
             if cfg.log_device_placement:
                 print(f"{op.name}: ({op.type}): /job:localhost/replica:0/task:0/device:CPU:0")
+
+    # -- the checkpoint protocol (ringtrain.checkpoint.tracking) --
+    def _checkpoint_state(self) -> dict:
+        """Every initialized variable of the graph by name (what the replicas share)."""
+        store = self._rt.store
+        live = [v for v in self._graph._variables
+                if v._index < len(store) and store[v._index] is not None]
+        return dict(zip((v.op.name for v in live),
+                        (np.array(value, copy=True) for value in self.run(live))))
+
+    def _restore_checkpoint_state(self, state: dict) -> None:
+        by_name = {v.op.name: v for v in self._graph._variables}
+        unknown = sorted(set(state) - set(by_name))
+        if unknown:
+            raise KeyError(f"the session's graph has no variables {unknown}")
+        for name in sorted(state):
+            by_name[name].load(np.asarray(state[name]), self)
+
+    def _checkpoint_worker_state(self) -> dict:
+        """The random generators of the graph's random ops (dropout...) by op name: each
+        worker draws its own stream."""
+        by_id = {op._id: op for op in self._graph.get_operations()}
+        return {by_id[key].name: {"bit_generator": type(gen.bit_generator).__name__,
+                                  "state": gen.bit_generator.state}
+                for key, gen in self._rt._rngs.items() if key in by_id}
+
+    def _restore_checkpoint_worker_state(self, state: dict) -> None:
+        for op_name, value in state.items():
+            op = self._graph.get_operation_by_name(op_name)
+            bit_generator = getattr(np.random, str(value["bit_generator"]), None)
+            if bit_generator not in _BIT_GENERATORS:
+                raise ValueError(f"unknown bit generator {value['bit_generator']!r} for "
+                                 f"{op_name!r}")
+            gen = np.random.Generator(bit_generator())
+            gen.bit_generator.state = value["state"]
+            self._rt._rngs[op._id] = gen
 
 
 class _DeviceAttributes:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from . import distribution
 from . import dtypes as _dt
 from . import ops as _ops
 from .gradients import gradients
 from .graph import GraphKeys, Operation, Tensor, get_default_graph
+from .session import session_holding
 from .variables import Variable
 
 __all__ = [
@@ -134,6 +137,24 @@ class Optimizer:
         for per_var in self._slots.values():
             out.extend(per_var.values())
         return sorted(out, key=lambda v: v.op.name)
+
+    # -- the checkpoint protocol (ringtrain.checkpoint.tracking): slots and steps by name --
+    def _checkpoint_state(self) -> dict:
+        variables = self.variables()
+        if not variables:
+            return {}
+        values = session_holding(variables[0].graph).run(variables)
+        return {v.op.name: np.array(value, copy=True) for v, value in zip(variables, values)}
+
+    def _restore_checkpoint_state(self, state: dict) -> None:
+        variables = self.variables()
+        missing = [v.op.name for v in variables if v.op.name not in state]
+        if missing:
+            raise KeyError(f"the optimizer in the checkpoint has no value for {missing}")
+        if variables:
+            session = session_holding(variables[0].graph)
+            for v in variables:
+                v.load(np.asarray(state[v.op.name]), session)
 
     def _slot(self, var: Variable, slot_name: str, init_value: float = 0.0) -> Variable:
         per_var = self._slots.setdefault(slot_name, {})
@@ -423,5 +444,3 @@ def __getattr__(name: str):
     from .unsupported import missing
     raise missing(__name__, name)
 
-
-from ..checkpoint import Checkpoint, CheckpointManager, latest_checkpoint  # noqa: F401

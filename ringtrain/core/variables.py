@@ -350,6 +350,15 @@ class Variable(Tensor, metaclass=_VariableMeta):
                              f"{self._op.name!r} of shape {self._shape}")
         rt.set_variable(self._index, rt.xp.asarray(arr))
 
+    # -- the checkpoint protocol (ringtrain.checkpoint.tracking) --
+    def _checkpoint_state(self) -> np.ndarray:
+        from .session import session_holding
+        return np.array(session_holding(self.graph).run(self), copy=True)
+
+    def _restore_checkpoint_state(self, value: Any) -> None:
+        from .session import session_holding
+        self.load(np.asarray(value), session_holding(self.graph))
+
     def __repr__(self) -> str:
         return f"<tf.Variable '{self.name}' shape={self._shape} dtype={self.dtype.name}>"
 

@@ -85,6 +85,7 @@ def _state(graph: Any) -> _GraphState:
         if st is None:
             st = _GraphState(graph)
             graph._keras_state = st
+            graph._variables_session = st.session   # where checkpoints find its variables
     return st
 
 

@@ -306,11 +306,11 @@ class BackupAndRestore(Callback):
         if found is None:
             return
         state, meta = found
-        self.model._restore_training_state(state)
+        self.model._restore_checkpoint_state(state)
         self.model._resume_epoch = int(meta["epoch"]) + 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        state = self.model._training_state()  # not a collective: every rank just reads values
+        state = self.model._checkpoint_state()  # not a collective: every rank just reads values
         if not self._is_chief:
             return
         state_path, meta_path = self._paths()

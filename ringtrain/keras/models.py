@@ -322,7 +322,7 @@ class Model(Trainer, Layer):
     def _state_variables(self) -> list:
         return backend.graph_variables(self.graph)
 
-    def _training_state(self) -> dict[str, np.ndarray]:
+    def _checkpoint_state(self) -> dict[str, np.ndarray]:
         """Every variable of the model's graph (weights, optimizer slots, step), keyed by
         creation order and name (layer names differ between two instances of one model)."""
         variables = self._state_variables()
@@ -332,10 +332,10 @@ class Model(Trainer, Layer):
             state["__keras_fit_seed__"] = np.asarray(self._fit_seed, dtype=np.int64)
         return state
 
-    def _restore_training_state(self, state: dict) -> None:
-        """Restore a ``_training_state``. Variables that exist now are set at once (weights
-        first: they are created before the optimizer's); the optimizer's are set when fit has
-        created them."""
+    def _restore_checkpoint_state(self, state: dict) -> None:
+        """Restore a ``_checkpoint_state`` (the checkpoint protocol). Variables that exist now
+        are set at once (weights first: they are created before the optimizer's); the
+        optimizer's are set when fit has created them."""
         if "__keras_fit_seed__" in state:
             self._fit_seed = int(state["__keras_fit_seed__"])
         self._pending_state = {k: v for k, v in state.items() if not k.startswith("__")}

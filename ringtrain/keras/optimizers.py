@@ -89,6 +89,18 @@ class Optimizer:
             out.extend(v for v in self._core.variables() if all(v is not o for o in out))
         return out
 
+    # -- the checkpoint protocol (ringtrain.checkpoint.tracking): variables by name --
+    def _checkpoint_state(self) -> dict:
+        variables = self.variables()
+        return dict(zip((v.op.name for v in variables), backend.batch_get_value(variables)))
+
+    def _restore_checkpoint_state(self, state: dict) -> None:
+        variables = self.variables()
+        missing = [v.op.name for v in variables if v.op.name not in state]
+        if missing:
+            raise KeyError(f"the optimizer in the checkpoint has no value for {missing}")
+        backend.batch_set_value(variables, [state[v.op.name] for v in variables])
+
     def get_config(self) -> dict:
         return {"name": self.name, "learning_rate": self._get_lr(), **self._config()}
 

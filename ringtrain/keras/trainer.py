@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import core
-from ..checkpoint import _chief_then_everyone
+from ..checkpoint import chief_then_everyone
 from ..data.dataset import Dataset
 from ..data.structure import is_nested, map_structure
 from . import backend, losses, optimizers
@@ -71,7 +71,7 @@ class Replication:
         workers may not share its filesystem, so a worker's own copy is missing or stale."""
         if self.ctx is None or int(getattr(self.ctx, "num_workers", 1)) <= 1:
             return read()
-        return _chief_then_everyone(read)
+        return chief_then_everyone(read)
 
     def same_seed(self, seed: int) -> int:
         """The chief's shuffling seed on every worker, so all iterate the same global order."""

@@ -1,0 +1,188 @@
+"""``tf.train.CheckpointManager``: numbered checkpoints in one directory, the last few kept,
+listed in a ``checkpoint`` index file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .. import errors
+from .fileformat import SUFFIX, data_file
+from .files import atomic_write, deferred_termination
+from .saving import Checkpoint, using_session
+from .tracking import adapter_for
+from .workers import is_chief
+
+INDEX_FILE = "checkpoint"
+
+
+def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
+    """The newest checkpoint a ``CheckpointManager`` recorded in ``checkpoint_dir``, or None."""
+    index = _read_index(os.fspath(checkpoint_dir))
+    return index["latest"] if index else None
+
+
+def _read_index(directory: str) -> dict | None:
+    try:
+        with open(os.path.join(directory, INDEX_FILE)) as f:
+            index = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise errors.InvalidArgumentError(f"checkpoint index {directory}/{INDEX_FILE} is "
+                                          f"unreadable ({exc})") from None
+    paths = [os.path.join(directory, name) for name in index.get("all", [])]
+    latest = index.get("latest")
+    return {"latest": os.path.join(directory, latest) if latest else None, "all": paths,
+            "times": index.get("times", {})}
+
+
+class CheckpointManager:
+    """``tf.train.CheckpointManager``: numbered checkpoints in ``directory``, the last
+    ``max_to_keep`` kept (None: all), plus one every ``keep_checkpoint_every_n_hours``.
+
+    ``save()`` writes ``<directory>/<checkpoint_name>-<n>.npz`` and then the ``checkpoint``
+    index (both atomically, chief only) and deletes checkpoints beyond the limit.
+    ``restore_or_initialize()`` (every worker) restores the latest one or calls ``init_fn``.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, directory: str | os.PathLike,
+                 max_to_keep: int | None = 5, keep_checkpoint_every_n_hours: float | None = None,
+                 checkpoint_name: str = "ckpt", step_counter: Any = None,
+                 checkpoint_interval: int | None = None, init_fn: Callable[[], Any] | None = None):
+        if not isinstance(checkpoint, Checkpoint):
+            raise TypeError("CheckpointManager needs a tf.train.Checkpoint, got "
+                            f"{type(checkpoint).__name__}")
+        if max_to_keep is not None and (not isinstance(max_to_keep, int) or max_to_keep < 1):
+            raise ValueError(f"max_to_keep must be a positive int or None (keep all), "
+                             f"got {max_to_keep!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.]+", checkpoint_name or ""):
+            raise ValueError(f"checkpoint_name must be letters, digits, '_' or '.', got "
+                             f"{checkpoint_name!r}")
+        if checkpoint_interval is not None:
+            if step_counter is None:
+                raise ValueError("checkpoint_interval needs a step_counter")
+            if not isinstance(checkpoint_interval, int) or checkpoint_interval < 1:
+                raise ValueError(f"checkpoint_interval must be a positive int, got "
+                                 f"{checkpoint_interval!r}")
+        self._checkpoint = checkpoint
+        self.directory = os.fspath(directory)
+        self._max_to_keep = max_to_keep
+        self._keep_hours = keep_checkpoint_every_n_hours
+        self._name = checkpoint_name
+        self._step_counter = step_counter
+        self._interval = checkpoint_interval
+        self._init_fn = init_fn
+        self._last_step: int | None = None
+        index = _read_index(self.directory)
+        self._checkpoints: list[str] = index["all"] if index else []
+        self._times: dict[str, float] = index["times"] if index else {}
+        self._latest: str | None = index["latest"] if index else None
+        self._last_preserved = time.time()
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self._checkpoint
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        return self._latest
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """The checkpoints kept, oldest first."""
+        return list(self._checkpoints)
+
+    @property
+    def checkpoint_interval(self) -> int | None:
+        return self._interval
+
+    def _step(self) -> int:
+        value = self._step_counter
+        adapter = adapter_for(value, "step_counter") if not callable(value) else None
+        value = value() if adapter is None else adapter.state(value)
+        return int(np.asarray(value))
+
+    def save(self, checkpoint_number: int | None = None, check_interval: bool = True,
+             session: Any = None) -> str | None:
+        """Write a checkpoint; returns its path, or None when ``checkpoint_interval`` says
+        it is too early. Every worker calls it (only the chief writes). ``session``: where
+        graph variables live (default: the default session)."""
+        if self._interval is not None and check_interval:
+            with using_session(session):
+                step = self._step()
+            if self._last_step is not None and step - self._last_step < self._interval:
+                return None
+            self._last_step = step
+        if checkpoint_number is None:
+            checkpoint_number = self._checkpoint.save_counter + 1
+        elif not isinstance(checkpoint_number, (int, np.integer)) or checkpoint_number < 0:
+            raise ValueError(f"checkpoint_number must be a non-negative int, got "
+                             f"{checkpoint_number!r}")
+        self._checkpoint.save_counter += 1
+        prefix = os.path.join(self.directory, f"{self._name}-{int(checkpoint_number)}")
+        with using_session(session):
+            workers = self._checkpoint._worker_states()      # collective: before SIGTERM waits
+        # A SIGTERM (ringrun stopping the job) waits until the file and the index are written.
+        with deferred_termination():
+            path = self._checkpoint._write(prefix, workers, session)
+            now = time.time()
+            if path in self._checkpoints:
+                self._checkpoints.remove(path)
+            self._checkpoints.append(path)
+            self._times[os.path.basename(path)] = now
+            self._latest = path
+            doomed = self._sweep(now)
+            if is_chief():
+                self._write_index()
+                for old in doomed:
+                    try:
+                        os.unlink(data_file(old))
+                    except FileNotFoundError:
+                        pass
+        return path
+
+    def _sweep(self, now: float) -> list[str]:
+        if self._max_to_keep is None:
+            return []
+        doomed = []
+        while len(self._checkpoints) > self._max_to_keep:
+            old = self._checkpoints.pop(0)
+            saved_at = self._times.pop(os.path.basename(old), now)
+            if self._keep_hours is not None and \
+                    saved_at - self._last_preserved >= self._keep_hours * 3600:
+                self._last_preserved = saved_at          # kept for good, out of rotation
+                continue
+            doomed.append(old)
+        return doomed
+
+    def _write_index(self) -> None:
+        names = [os.path.basename(p) for p in self._checkpoints]
+        index = {"latest": os.path.basename(self._latest) if self._latest else None,
+                 "all": names, "times": {n: self._times.get(n) for n in names}}
+        data = json.dumps(index, indent=1).encode()
+        atomic_write(os.path.join(self.directory, INDEX_FILE), lambda f: f.write(data))
+
+    def restore_or_initialize(self, session: Any = None) -> str | None:
+        """Restore the latest checkpoint (the chief's view) on every worker; with none, call
+        ``init_fn``. Returns the restored path or None."""
+        status = self._checkpoint.restore(self._latest, session=session)
+        if status.save_path is None:
+            if self._init_fn is not None:
+                self._init_fn()
+            return None
+        self._latest = status.save_path
+        return status.save_path
+
+
+def all_checkpoint_files(directory: str | os.PathLike) -> Iterable[str]:
+    """Every checkpoint data file in ``directory`` (for tests and cleanup)."""
+    directory = os.fspath(directory)
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                  if n.endswith(SUFFIX) and not n.startswith("."))

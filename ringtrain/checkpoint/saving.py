@@ -1,0 +1,216 @@
+"""``tf.train.Checkpoint``: named objects saved to one file by the chief, restored everywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .. import errors
+from .fileformat import SUFFIX, read_state_everywhere, write_state
+from .tracking import Adapter, adapter_for, guarded
+from .workers import gather_from_workers, is_chief, worker_index
+
+
+def using_session(session: Any) -> contextlib.AbstractContextManager:
+    """Graph objects read and restore their values in the default session: make it
+    ``session`` (None: leave the default as it is)."""
+    return contextlib.nullcontext() if session is None else session.as_default()
+
+
+class CheckpointLoadStatus:
+    """What ``Checkpoint.restore`` did; ``save_path`` is None when there was nothing to load."""
+
+    def __init__(self, save_path: str | None, restored: list[str], unused: list[str]):
+        self.save_path = save_path
+        self.restored = restored
+        self.unused = unused
+
+    def assert_consumed(self) -> CheckpointLoadStatus:
+        if self.save_path is not None and self.unused:
+            raise AssertionError(f"checkpoint {self.save_path} holds objects nothing restored: "
+                                 f"{self.unused}")
+        return self
+
+    def assert_existing_objects_matched(self) -> CheckpointLoadStatus:
+        return self
+
+    def expect_partial(self) -> CheckpointLoadStatus:
+        return self
+
+    def __bool__(self) -> bool:
+        return self.save_path is not None
+
+
+class Checkpoint:
+    """``tf.train.Checkpoint``: ``Checkpoint(model=model, optimizer=opt, rng=gen, ...)``.
+
+    ``save(prefix)`` numbers checkpoints ``prefix-1``, ``prefix-2``, ... (the number is the
+    ``save_counter``, restored with the rest). Every worker calls ``save`` and ``restore``:
+    only the chief writes, every worker restores (the chief's file, its own random streams).
+    Graph variables are read from ``session=`` (default: the default session).
+    """
+
+    def __init__(self, root: Any = None, **objects: Any):
+        if root is not None:
+            objects = {"root": root, **objects}
+        for name, obj in objects.items():
+            if name == "save_counter":
+                raise ValueError("'save_counter' is the checkpoint's own counter; name the "
+                                 "object something else")
+            for path, leaf in self._walk(obj, name):
+                adapter_for(leaf, path)          # raises for what cannot be checkpointed
+        self._objects = dict(objects)
+        self.save_counter = 0
+
+    def __getattr__(self, name: str) -> Any:
+        objects = self.__dict__.get("_objects", {})
+        if name in objects:
+            return objects[name]
+        raise AttributeError(f"Checkpoint tracks no object named {name!r}")
+
+    # state
+    @staticmethod
+    def _walk(obj: Any, name: str) -> Iterator[tuple[str, Any]]:
+        """Every tracked leaf object under ``obj`` with its path."""
+        stack = [(name, obj)]
+        while stack:
+            path, item = stack.pop()
+            if isinstance(item, Checkpoint):
+                stack.extend((f"{path}/{k}", v) for k, v in reversed(item._objects.items()))
+            elif isinstance(item, dict):
+                stack.extend((f"{path}/{k}", v) for k, v in reversed(item.items()))
+            elif isinstance(item, (list, tuple)):
+                stack.extend((f"{path}/{i}", v) for i, v in reversed(list(enumerate(item))))
+            else:
+                yield path, item
+
+    @staticmethod
+    def _state_of(obj: Any, name: str) -> Any:
+        if isinstance(obj, Checkpoint):
+            return obj._state()
+        if isinstance(obj, dict):
+            return {str(k): Checkpoint._state_of(v, f"{name}/{k}") for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [Checkpoint._state_of(v, f"{name}/{i}") for i, v in enumerate(obj)]
+        adapter = adapter_for(obj, name)
+        return adapter.state(obj) if adapter.state is not None else None
+
+    def _state(self) -> dict:
+        return {"objects": {name: self._state_of(obj, name)
+                            for name, obj in self._objects.items()},
+                "save_counter": self.save_counter}
+
+    def _per_worker(self) -> list[tuple[str, Any, Adapter]]:
+        out = []
+        for name, obj in self._objects.items():
+            for path, leaf in self._walk(obj, name):
+                adapter = adapter_for(leaf, path)
+                if adapter.worker_state is not None:
+                    out.append((path, leaf, adapter))
+        return out
+
+    def _worker_states(self) -> list[dict] | None:
+        """Every worker's per-worker state (random streams), in rank order; gathered from all
+        workers (every worker calls save) before the chief alone writes."""
+        per_worker = self._per_worker()
+        if not per_worker:
+            return None
+        mine = {path: adapter.worker_state(leaf) for path, leaf, adapter in per_worker}
+        return gather_from_workers(mine)
+
+    @staticmethod
+    def _restore_into(obj: Any, value: Any, name: str) -> None:
+        if isinstance(obj, Checkpoint):
+            obj._restore(value)
+        elif isinstance(obj, dict):
+            for key, item in obj.items():
+                if str(key) not in value:
+                    raise errors.NotFoundError(f"checkpoint has no entry for {name}/{key}")
+                Checkpoint._restore_into(item, value[str(key)], f"{name}/{key}")
+        elif isinstance(obj, (list, tuple)):
+            if len(value) != len(obj):
+                raise ValueError(f"checkpoint holds {len(value)} entries for {name}, the object "
+                                 f"has {len(obj)}")
+            for i, item in enumerate(obj):
+                Checkpoint._restore_into(item, value[i], f"{name}/{i}")
+        else:
+            adapter = adapter_for(obj, name)
+            if adapter.restore is not None:
+                guarded(adapter, name, adapter.restore, obj, value)
+
+    def _restore(self, state: dict) -> tuple[list[str], list[str]]:
+        saved = state["objects"]
+        missing = [name for name in self._objects if name not in saved]
+        if missing:
+            raise errors.NotFoundError(f"checkpoint has no entry for {missing}; it holds "
+                                       f"{sorted(saved)}")
+        for name, obj in self._objects.items():
+            self._restore_into(obj, saved[name], name)
+        self.save_counter = int(state["save_counter"])
+        return sorted(self._objects), sorted(set(saved) - set(self._objects))
+
+    def _restore_workers(self, workers: list[dict] | None) -> None:
+        per_worker = self._per_worker()
+        if not per_worker:
+            return
+        if not workers:
+            raise errors.NotFoundError("the checkpoint holds no per-worker state (random "
+                                       "streams) for " + str([p for p, _, _ in per_worker]))
+        # Worker r gets worker r's streams; with more workers than when it was saved, the
+        # extra ones reuse earlier workers' streams (exact resumption needs the same count).
+        mine = workers[worker_index() % len(workers)]
+        for path, leaf, adapter in per_worker:
+            if path not in mine:
+                raise errors.NotFoundError(f"checkpoint has no per-worker entry for {path}")
+            guarded(adapter, path, adapter.restore_worker, leaf, mine[path])
+
+    # files
+    def write(self, file_prefix: str | os.PathLike, session: Any = None) -> str:
+        """Write a checkpoint to ``file_prefix`` (+ ``.npz``) without numbering it; returns
+        the path to pass to ``restore``. The chief writes; other workers only return the path.
+        ``session``: where graph variables live (default: the default session).
+        """
+        with using_session(session):
+            workers = self._worker_states()            # the one collective, on every worker
+        return self._write(file_prefix, workers, session)
+
+    def _write(self, file_prefix: str | os.PathLike, workers: list[dict] | None,
+               session: Any) -> str:
+        """The chief writes (no collective here); every worker returns the path."""
+        path = os.fspath(file_prefix).removesuffix(SUFFIX)
+        if is_chief():
+            with using_session(session):
+                state = self._state()
+            state["workers"] = workers
+            write_state(path + SUFFIX, state, time=time.time())
+        return path
+
+    def save(self, file_prefix: str | os.PathLike, session: Any = None) -> str:
+        """Increment ``save_counter`` and write ``file_prefix-<save_counter>``."""
+        self.save_counter += 1
+        return self.write(f"{os.fspath(file_prefix)}-{self.save_counter}", session=session)
+
+    def read(self, save_path: str | os.PathLike | None, session: Any = None
+             ) -> CheckpointLoadStatus:
+        return self.restore(save_path, session=session)
+
+    def restore(self, save_path: str | os.PathLike | None, session: Any = None
+                ) -> CheckpointLoadStatus:
+        """Load the checkpoint at ``save_path`` into the tracked objects, on every worker.
+
+        In a job of several workers every worker must call this (the chief reads the file
+        and sends it). ``None`` (e.g. ``manager.latest_checkpoint`` before the first save)
+        restores nothing.
+        """
+        chief_path, state, _meta = read_state_everywhere(save_path)
+        if chief_path is None:
+            return CheckpointLoadStatus(None, [], [])
+        with using_session(session):
+            restored, unused = self._restore(state)
+            self._restore_workers(state.get("workers"))
+        return CheckpointLoadStatus(chief_path, restored, unused)
+
+
