@@ -940,28 +940,25 @@ class BatchNormalization(Layer):
         return tuple(input_shape)
 
 
-# Layer families in their own modules (they build on the base classes above).
-from .merging import (  # noqa: F401 -- re-exported as tf.keras.layers.*
-    Add,
-    Average,
-    Concatenate,
-    Dot,
-    Maximum,
-    Minimum,
-    Multiply,
-    Subtract,
-    add,
-    average,
-    concatenate,
-    dot,
-    maximum,
-    minimum,
-    multiply,
-    subtract,
-)
+# Layer families in their own modules build on the base classes above; they are served from
+# here on first access (a module-level import would be a cycle).
+_FAMILIES = {
+    "merging": ("Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
+                "Subtract", "add", "average", "concatenate", "dot", "maximum", "minimum",
+                "multiply", "subtract"),
+}
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *(n for names in _FAMILIES.values() for n in names)])
 
 
 def __getattr__(name: str):
+    import importlib
+
+    for module, names in _FAMILIES.items():
+        if name in names:
+            return getattr(importlib.import_module(f"{__package__}.{module}"), name)
     # TensorFlow layers ringtrain leaves out get an error naming the alternative.
     from ..core.unsupported import missing
     raise missing(__name__, name)
