@@ -1,6 +1,6 @@
 # ringtrain with MPI (the MPICH wheel), torch's CPU build and the test dependencies.
 #   docker build -t ringtrain .
-#   docker run --rm ringtrain                              # the demo on two workers
+#   docker run --rm ringtrain                              # the first example: 2 workers train
 #   docker run --rm ringtrain python -m pytest -q          # the tests
 FROM python:3.11-slim-bookworm
 
@@ -14,6 +14,6 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
 
 WORKDIR /opt/ringtrain
 COPY . .
-RUN pip install --no-cache-dir -e '.[mpi,dev]'
+RUN pip install --no-cache-dir -e '.[mpi,dev,examples]'
 
-CMD ["ringrun", "-np", "2", "examples/allreduce_demo.py"]
+CMD ["ringrun", "-np", "2", "examples/train_digits.py", "--verbose", "2"]

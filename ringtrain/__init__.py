@@ -13,6 +13,7 @@ from .core import *
 from .core import __all__ as _core_all
 from .core import rank as _tf1_rank
 from .core import size as _tf1_size
+from .spawn import LaunchError, launch
 from .world import process_group as _process_group
 from .world.process_group import (
     comm,
@@ -55,7 +56,8 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
-    "ReduceOp", "comm", "data", "distribute", "env", "errors", "init", "is_chief",
-    "is_initialized", "keras", "local_rank", "local_size", "rank", "shutdown", "size",
+    "LaunchError", "ReduceOp", "comm", "data", "distribute", "env", "errors", "init",
+    "is_chief", "is_initialized", "keras", "launch", "local_rank", "local_size", "rank",
+    "shutdown", "size",
 ]
 __all__ += [name for name in _core_all if name not in __all__]
