@@ -22,11 +22,7 @@ SOURCES = {"ringtrain": ROOT / "ringtrain", "ringrun": ROOT / "launcher" / "ring
 
 # Imports that break the table today, each with the issue and the helper who removes it.
 # An entry that no longer occurs fails the test: delete it with the fix.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # issue 11 item 3 (checkpoint helper): core/train.py re-exports the checkpoint API at its
-    # bottom; the re-export goes when checkpoints stop reaching into the core.
-    ("ringtrain.core.train", "ringtrain.checkpoint"): "issue 11 item 3",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
