@@ -253,7 +253,7 @@ def test_output_without_prefix_and_close_twice():
 def test_frames_survive_any_split():
     data = (protocol.encode_json(protocol.HELLO, {"rank": 3}) + protocol.encode(protocol.STOP)
             + protocol.encode(protocol.EXIT, b"e" * 70000))
-    reader = protocol.FrameReader()
+    reader = protocol.FrameReader(max_payload=70000)
     frames = []
     for i in range(0, len(data), 7):
         frames += reader.feed(data[i:i + 7])
@@ -267,12 +267,14 @@ def test_attach_frame_then_raw_bytes():
     reader = protocol.FrameReader()
     header = protocol.encode_json(protocol.ATTACH, {"stream": 2})
     frames = reader.feed(header + b"raw output, not a frame", limit=1)
-    assert frames == [(b"A", b'{"stream": 2}')]
+    assert frames == [(b"A", b'{"stream":2}')]
     assert reader.rest() == b"raw output, not a frame" and reader.pending == 0
 
 
 def test_control_address_round_trip():
     assert protocol.parse_control("10.0.0.1:5555:abc") == ("10.0.0.1", 5555, "abc")
+    assert protocol.parse_control("/tmp/ringrun-x/control:abc") == ("/tmp/ringrun-x/control", 0,
+                                                                    "abc")
     with pytest.raises(ValueError):
         protocol.parse_control("nohostport")
 

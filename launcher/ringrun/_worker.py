@@ -117,16 +117,25 @@ class Shim:
         self.forwarder: int | None = None
 
     def _connect(self, first_frame: bytes) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=10)
+        """A connection to ringrun (a Unix socket when its address is a path), authenticated
+        by the token ringrun reads before anything else, then ``first_frame``."""
+        if self.host.startswith("/"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            try:
+                sock.connect(self.host)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((self.host, self.port), timeout=10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes go at once
         sock.settimeout(None)
-        sock.sendall(first_frame)
+        sock.sendall(self.token.encode() + first_frame)
         return sock
 
     def _output_socket(self, stream: int) -> socket.socket:
-        sock = self._connect(encode_json(ATTACH, {"token": self.token, "rank": self.rank,
-                                                  "stream": stream}))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes go at once
-        return sock
+        return self._connect(encode_json(ATTACH, {"rank": self.rank, "stream": stream}))
 
     # --- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -147,12 +156,12 @@ class Shim:
     def run(self) -> int:
         try:
             self.sock = self._connect(encode_json(HELLO, {
-                "token": self.token, "rank": self.rank, "pid": os.getpid(),
-                "host": socket.gethostname()}))
+                "rank": self.rank, "pid": os.getpid(), "host": socket.gethostname()}))
             out, err = self._output_socket(1), self._output_socket(2)
         except OSError as exc:
+            where = self.host if self.host.startswith("/") else f"{self.host}:{self.port}"
             sys.stderr.write(f"ringrun worker (rank {self.rank}): cannot reach ringrun at "
-                             f"{self.host}:{self.port} ({exc}); not starting {self.argv[0]}\n")
+                             f"{where} ({exc}); not starting {self.argv[0]}\n")
             return 1
         # Pipes, not the sockets themselves, so that /dev/stdout and friends work as usual.
         out_r, out_w = os.pipe()

@@ -6,13 +6,16 @@ import argparse
 import os
 import secrets
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 
 from . import __version__
 from .plan import ClusterSeat, Host, Options, Plan, PlanError, find_mpiexec, plan
+from .protocol import TOKEN_SIZE
 
 USAGE = ("ringrun -np N [-H host:slots,...] [--hostfile F] [--timeout S] [--no-prefix] "
          "PROG [ARGS...]")
@@ -210,6 +213,30 @@ def check_mpiexec(path: str, python: str) -> None:
                         f"Install it next to this Python with: pip install mpi4py mpich")
 
 
+def control_listener(local: bool, backlog: int, token: str
+                     ) -> tuple[socket.socket, str, str | None]:
+    """ringrun's control socket: (listener, the ``RINGRUN_CONTROL`` value, a directory to
+    remove afterwards). Workers on this machine only: a Unix socket in a fresh directory of
+    mode 0700, so no other user can even connect (TCP on 127.0.0.1 when the path is too long
+    for a Unix socket); workers elsewhere (``-H``): TCP on every interface. Either way each
+    connection must start with ``token``."""
+    if local:
+        directory = tempfile.mkdtemp(prefix="ringrun-")
+        path = os.path.join(directory, "control")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            listener.listen(backlog)
+        except OSError:
+            listener.close()
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            return listener, f"{path}:{token}", directory
+    bind, advertise = ("127.0.0.1", "127.0.0.1") if local else ("", socket.gethostname())
+    listener = socket.create_server((bind, 0), backlog=backlog)
+    return listener, f"{advertise}:{listener.getsockname()[1]}:{token}", None
+
+
 def format_plan(p: Plan) -> str:
     """A readable description of the plan (``--dry-run``); the secret is not shown."""
     hide = {"RINGTRAIN_SECRET"}
@@ -232,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     python = sys.executable
     listener: socket.socket | None = None
-    token = secrets.token_hex(16)
+    directory: str | None = None
+    token = secrets.token_hex(TOKEN_SIZE // 2)
     seat: ClusterSeat | None = None
     try:
         seat = cluster_seat(environ, options.np, hosts=bool(options.hosts), dry_run=ns.dry_run)
@@ -242,21 +270,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             mpiexec = find_mpiexec(python, prefixes=(sys.prefix, sys.base_prefix))
             if mpiexec is not None:
                 check_mpiexec(mpiexec, python)
-            if all(is_local(h.name) for h in options.hosts):
-                bind, advertise = "127.0.0.1", "127.0.0.1"
-            else:
-                bind, advertise = "", socket.gethostname()
+            local = all(is_local(h.name) for h in options.hosts)
             if not ns.dry_run and mpiexec is not None:
-                listener = socket.create_server((bind, 0), backlog=max(128, options.np))
-                control = f"{advertise}:{listener.getsockname()[1]}:{token}"
+                listener, control, directory = control_listener(
+                    local, max(128, 3 * options.np), token)
             else:
-                control = f"{advertise}:0:{token}"
+                control = f"{'127.0.0.1' if local else socket.gethostname()}:0:{token}"
         job = plan(options, environ, python=python, mpiexec=mpiexec, control=control,
                    cluster=seat)
     except PlanError as exc:
         print(f"ringrun: {exc}", file=sys.stderr)
         if seat is not None and seat.session is not None:
             seat.session.finish(1)  # tell the other machines of the cluster
+        _close_listener(listener, directory)
         return 1
     if ns.dry_run:
         print(format_plan(job))
@@ -267,6 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = run(job, listener, token, cluster=session)
     finally:
-        if listener is not None:
-            listener.close()
+        _close_listener(listener, directory)
     return session.finish(code) if session is not None else code
+
+
+def _close_listener(listener: socket.socket | None, directory: str | None) -> None:
+    if listener is not None:
+        listener.close()
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)

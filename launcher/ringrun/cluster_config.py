@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .protocol import MAX_DEPTH, HugeInt, json_nesting, loads
+
 TASK_TYPES = ("chief", "worker", "evaluator")
 _TOP_LEVEL_KEYS = ("cluster", "task", "environment", "rpc_layer")
 _TASK_KEYS = ("type", "index")
@@ -31,11 +33,7 @@ _PS_MESSAGE = ("parameter servers are not supported: ringtrain trains synchronou
                "all-reduce; list the machines as 'worker' (and optionally one 'chief')")
 #: One DNS label (RFC 1123; '_' tolerated, as some clusters use it); a name is up to 253 chars.
 _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-#: A cluster description is 3 levels deep ({"cluster": {"worker": [...]}}); allow a margin.
-MAX_DEPTH = 8
-#: Digits of the longest integer accepted (anything longer is no index, and Python refuses
-#: to convert more than 4300 digits).
-_MAX_DIGITS = 18
+
 
 
 class ClusterConfigError(ValueError):
@@ -126,54 +124,6 @@ def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _HugeInt:
-    """A JSON integer too long to be an index (kept as a digit count, never converted)."""
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-    def __repr__(self) -> str:
-        return f"a {self.digits}-digit number"
-
-
-def _parse_int(text: str) -> int | _HugeInt:
-    digits = len(text.lstrip("-"))
-    return int(text) if digits <= _MAX_DIGITS else _HugeInt(digits)
-
-
-def _too_deep(text: str) -> tuple[int, str] | None:
-    """(depth, where) when JSON ``text`` nests deeper than MAX_DEPTH, else None; ``where`` is the
-    path of the first container too deep (``task[0][0]...``). Linear and iterative, so it runs
-    before the recursive parser (brackets inside strings do not count)."""
-    stack: list[list] = []          # per open container: [bracket, key or index]
-    last_string, start = "", -1
-    deepest, path = 0, ""
-    in_string = escaped = False
-    for i, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string, last_string = False, text[start:i]
-        elif char == '"':
-            in_string, start = True, i + 1
-        elif char == ":" and stack and stack[-1][0] == "{":
-            stack[-1][1] = last_string
-        elif char == "," and stack and stack[-1][0] == "[":
-            stack[-1][1] += 1
-        elif char in "[{":
-            if len(stack) == MAX_DEPTH and not path:
-                steps = [f".{key}" if bracket == "{" else f"[{key}]" for bracket, key in stack]
-                path = "".join(steps[:5]).lstrip(".") + ("..." if len(steps) > 5 else "")
-            stack.append([char, None if char == "{" else 0])
-            deepest = max(deepest, len(stack))
-        elif char in "]}" and stack:
-            stack.pop()
-    return (deepest, path or "the top level") if deepest > MAX_DEPTH else None
-
-
 def _valid_hostname(host: str) -> bool:
     """A DNS name or IPv4 address: labels of 1-63 characters, 253 in all, one trailing dot
     allowed (a fully qualified name)."""
@@ -211,14 +161,14 @@ def _check_address(source: str, where: str, address: object) -> str:
 
 def _load(text: str, source: str) -> dict:
     """The JSON object of ``text``; too deep, too long a number, or not JSON: an error."""
-    too_deep = _too_deep(text)
+    too_deep = json_nesting(text)
     if too_deep is not None:
         depth, where = too_deep
         raise ClusterConfigError(f"{source}: {where:.120} nests {depth} levels deep; a cluster "
                                  f"description needs 3 (cluster -> task type -> addresses), at "
                                  f"most {MAX_DEPTH} are accepted")
     try:
-        doc = json.loads(text, parse_int=_parse_int)
+        doc = loads(text)
     except json.JSONDecodeError as exc:
         raise ClusterConfigError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} "
                                  f"column {exc.colno}") from None
@@ -304,9 +254,9 @@ def _parse_task(doc: dict, source: str, cluster: dict[str, tuple[str, ...]]) -> 
                                  f"add cluster.{task_type} or fix task.type")
     index = task.get("index", 0)
     count = len(cluster[task_type])
-    if isinstance(index, bool) or not isinstance(index, int | _HugeInt):
+    if isinstance(index, bool) or not isinstance(index, int | HugeInt):
         raise ClusterConfigError(f"{source}: task.index must be an integer, got {index!r:.80}")
-    if isinstance(index, _HugeInt) or not 0 <= index < count:
+    if isinstance(index, HugeInt) or not 0 <= index < count:
         raise ClusterConfigError(f"{source}: task.index {index} is out of range: "
                                  f"cluster.{task_type} has {count} "
                                  f"{'entry' if count == 1 else 'entries'}")

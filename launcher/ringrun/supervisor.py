@@ -10,7 +10,7 @@ within a few seconds of that failure. Standard library only.
 
 from __future__ import annotations
 
-import json
+import hmac
 import os
 import selectors
 import signal
@@ -18,10 +18,22 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from .plan import Plan
-from .protocol import ATTACH, EXIT, HELLO, STOP, FrameReader, encode
+from .protocol import (
+    ATTACH,
+    EXIT,
+    HELLO,
+    STOP,
+    TOKEN_SIZE,
+    FrameError,
+    FrameReader,
+    decode_json,
+    encode,
+    field,
+)
 
 #: Seconds from the decision to stop until everything left is SIGKILLed (shims use 2 s grace).
 KILL_AFTER = 3.0
@@ -38,6 +50,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TIMEOUT_EXIT_CODE = 124
 #: What MPICH prints on the stderr of a rank that calls MPI_Abort.
 ABORT_MARK = b"application called MPI_Abort"
+#: Seconds a new control connection has to present the token and its first frame.
+HANDSHAKE_TIMEOUT = 5.0
+#: Control connections not yet past their first frame; beyond it the oldest is dropped.
+MAX_PENDING = 64
+#: Refused control connections logged one line each; after that only a count at the end.
+MAX_REFUSALS_SHOWN = 5
 
 
 def exit_code(returncode: int) -> int:
@@ -108,7 +126,9 @@ class _Conn:
     """A connection from a shim: control (after HELLO) or one output stream (after ATTACH)."""
 
     sock: socket.socket
-    reader: FrameReader = field(default_factory=FrameReader)
+    opened: float = dataclass_field(default_factory=time.monotonic)
+    token: bytearray = dataclass_field(default_factory=bytearray)  # the first TOKEN_SIZE bytes
+    reader: FrameReader = dataclass_field(default_factory=FrameReader)
     kind: bytes | None = None
     rank: int | None = None
     stream: int = 0
@@ -147,6 +167,7 @@ class Supervisor:
         self.decided: int | None = None   # the job's exit code once something decided it
         self.stopping_since: float | None = None
         self.killed = False
+        self.refused = 0                  # control connections refused (strangers, junk)
 
     # --- writing ------------------------------------------------------------------------------
     def _write(self, which: int, data: bytes) -> None:
@@ -281,13 +302,32 @@ class Supervisor:
         except (BlockingIOError, InterruptedError):
             return
         sock.setblocking(False)
+        pending = [c for c in self.conns if c.kind is None]
+        if len(pending) >= MAX_PENDING:
+            self._refuse(pending[0], f"more than {MAX_PENDING} connections say nothing")
         conn = _Conn(sock)
         self.conns.append(conn)
         self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
 
+    def _refuse(self, conn: _Conn, why: str) -> None:
+        """Close a connection that is not one of our shims; one line each for the first few."""
+        self.refused += 1
+        if self.refused <= MAX_REFUSALS_SHOWN:
+            more = " (further refusals are only counted)" \
+                if self.refused == MAX_REFUSALS_SHOWN else ""
+            self.say(f"refused a connection to the control socket: {why}{more}")
+        self._close_conn(conn)
+
+    def _expire_pending(self, now: float) -> None:
+        for conn in [c for c in self.conns if c.kind is None]:
+            if now - conn.opened > HANDSHAKE_TIMEOUT:
+                self._refuse(conn, f"no hello within {HANDSHAKE_TIMEOUT:g} s")
+
     def _close_conn(self, conn: _Conn) -> None:
         self.sel.unregister(conn.sock)
         conn.sock.close()
+        if conn.kind is None:
+            self.conns.remove(conn)  # a stranger's; a shim's stays known until the end
         if conn.kind == ATTACH and conn.rank is not None:
             self._output(conn.rank, conn.stream).close()
             self.streams_closed[conn.rank] = self.streams_closed.get(conn.rank, 0) + 1
@@ -310,50 +350,71 @@ class Supervisor:
         if conn.kind == ATTACH:
             self._output(conn.rank, conn.stream).feed(data)
             return
+        if conn.kind is None:
+            data = self._authenticate(conn, data)
+            if data is None:
+                return
         try:
             if conn.kind is None:
                 frames = conn.reader.feed(data, limit=1)
                 if not frames:
                     return
-                if not self._first_frame(conn, *frames[0]):
-                    raise ValueError("not one of our shims")
+                self._first_frame(conn, *frames[0])
                 if conn.kind == ATTACH:  # the rest of the connection is raw output
                     rest = conn.reader.rest()
                     if rest:
                         self._output(conn.rank, conn.stream).feed(rest)
                     return
                 data = b""
-            frames = conn.reader.feed(data)
-        except (ValueError, KeyError, TypeError):
-            self._close_conn(conn)
-            return
-        for kind, payload in frames:
-            if kind == EXIT:
-                self.exits[conn.rank] = (int(json.loads(payload)["returncode"]),
-                                         time.monotonic())
-                self._close_conn(conn)  # tells the shim its report arrived
-                return
+            for kind, payload in conn.reader.feed(data):
+                if kind == EXIT:
+                    returncode = field(decode_json(payload), "returncode", int)
+                    if not -255 <= returncode <= 255:
+                        raise FrameError(f"exit status {returncode} out of range")
+                    self.exits[conn.rank] = (returncode, time.monotonic())
+                    self._close_conn(conn)  # tells the shim its report arrived
+                    return
+        except FrameError as exc:
+            self._refuse(conn, str(exc))
 
-    def _first_frame(self, conn: _Conn, kind: bytes, payload: bytes) -> bool:
-        info = json.loads(payload)
-        if kind not in (HELLO, ATTACH) or info.get("token") != self.token:
-            return False
-        rank = int(info["rank"]) + self.plan.first_rank
+    def _authenticate(self, conn: _Conn, data: bytes) -> bytes | None:
+        """Collect the token that opens every connection; compared once, whole, in constant
+        time, before any frame is parsed. The bytes after it, or None (wait for more or
+        refused)."""
+        need = TOKEN_SIZE - len(conn.token)
+        if need > 0:
+            conn.token += data[:need]
+            data = data[need:]
+            if len(conn.token) < TOKEN_SIZE:
+                return None
+            if not hmac.compare_digest(bytes(conn.token), self.token.encode()):
+                self._refuse(conn, "wrong token")
+                return None
+        return data
+
+    def _first_frame(self, conn: _Conn, kind: bytes, payload: bytes) -> None:
+        """HELLO or ATTACH, naming a rank of this job; anything else raises FrameError."""
+        if kind not in (HELLO, ATTACH):
+            raise FrameError(f"first frame of kind {kind!r}, expected a hello")
+        info = decode_json(payload)
+        rank = field(info, "rank", int) + self.plan.first_rank
         if rank not in self.ranks:
-            return False
+            raise FrameError(f"rank {rank} is not part of this job")
         if kind == ATTACH:
-            stream = int(info["stream"])
+            stream = field(info, "stream", int)
             if stream not in (1, 2):
-                return False
+                raise FrameError(f"stream {stream} is neither stdout (1) nor stderr (2)")
             conn.kind, conn.rank, conn.stream = ATTACH, rank, stream
-            return True
+            return
         if any(c.kind == HELLO and c.rank == rank for c in self.conns):
-            return False
-        conn.kind, conn.rank, conn.pid = HELLO, rank, int(info["pid"])
+            raise FrameError(f"rank {rank} said hello twice")
+        pid = field(info, "pid", int)
+        if pid <= 1:
+            raise FrameError(f"pid {pid} is no shim's")
+        conn.kind, conn.rank, conn.pid = HELLO, rank, pid
         conn.local = info.get("host") == self.hostname
         if self.stopping_since is not None:
             self._send_stop(conn)
-        return True
 
     # --- other events -------------------------------------------------------------------------
     def _on_pipe(self, fileobj, source: object, which: int) -> None:
@@ -442,6 +503,7 @@ class Supervisor:
                 self._poll_cluster()
             now = time.monotonic()
             self._settle_exits(now)
+            self._expire_pending(now)
             if timeout is not None and self.decided is None and now - started > timeout:
                 self.say(f"the job ran longer than --timeout {timeout:g}s; stopping "
                          f"{_plural(len(self.running()), 'worker')}")
@@ -481,6 +543,8 @@ class Supervisor:
                     self.launch_rc = self.proc.wait()
         for out in self.outputs.values():
             out.close()
+        if self.refused > MAX_REFUSALS_SHOWN:
+            self.say(f"refused {self.refused} connections to the control socket in all")
         self._settle_exits(time.monotonic(), force=True)
         if self.lost and self.decided is None:
             self._decide_lost()
