@@ -7,6 +7,7 @@ from typing import Any
 
 from . import ops as _ops
 from .graph import Tensor, get_default_graph
+from .ops.array import _tensor_like
 
 
 def clip_by_norm(t: Any, clip_norm: Any, axes: Any = None, name: str | None = None) -> Tensor:
@@ -14,7 +15,7 @@ def clip_by_norm(t: Any, clip_norm: Any, axes: Any = None, name: str | None = No
     t = _ops.convert_to_tensor(t)
     with get_default_graph().name_scope(name or "clip_by_norm"):
         norm = _ops.sqrt(_ops.reduce_sum(_ops.square(t), axes, keepdims=True))
-        c = _ops._tensor_like(clip_norm, t, "clip_norm")
+        c = _tensor_like(clip_norm, t, "clip_norm")
         return t * c / _ops.maximum(norm, c)
 
 
@@ -34,7 +35,7 @@ def clip_by_global_norm(t_list: Sequence[Any], clip_norm: Any, use_norm: Any = N
         raise TypeError("clip_by_global_norm needs a list of tensors")
     norm = use_norm if use_norm is not None else global_norm(t_list)
     with get_default_graph().name_scope(name or "clip_by_global_norm"):
-        c = _ops._tensor_like(clip_norm, norm, "clip_norm")
+        c = _tensor_like(clip_norm, norm, "clip_norm")
         scale = c / _ops.maximum(norm, c)
         out = [None if t is None else _ops.convert_to_tensor(t) * _ops.cast(scale, t.dtype)
                for t in t_list]

@@ -11,6 +11,8 @@ from typing import Any
 
 from . import ops as O
 from .graph import Operation, Tensor
+from .ops.array import _reshape_like
+from .ops.base import _make, _make1
 
 # --- helpers used by the rules -----------------------------------------------------------------
 
@@ -20,12 +22,12 @@ def _sum_to(g: Tensor | None, x: Tensor) -> Tensor | None:
         return None
     if g.shape.is_fully_defined() and g.shape == x.shape:
         return g
-    return O._make1("SumToLike", (g, x), g.dtype, x.shape)
+    return _make1("SumToLike", (g, x), g.dtype, x.shape)
 
 
 def _reduce_grad(g: Tensor, op: Operation, mean: bool = False) -> Tensor:
     x = op.inputs[0]
-    return O._make1("ReduceGrad", (g, x), g.dtype, x.shape, None,
+    return _make1("ReduceGrad", (g, x), g.dtype, x.shape, None,
                     {"axis": op.get_attr("axis"), "keepdims": op.get_attr("keepdims"),
                      "mean": mean})
 
@@ -66,7 +68,7 @@ def _reduce_extreme(op: Operation, g: Tensor) -> list:
     """Max/Min: the gradient is shared equally among the inputs that attain the extreme."""
     x, y = op.inputs[0], op.outputs[0]
     hit = O.cast(O.equal(x, _reduce_grad(y, op)), g.dtype)
-    count = O._make1("Sum", (hit,), g.dtype, y.shape, None,
+    count = _make1("Sum", (hit,), g.dtype, y.shape, None,
                      {"axis": op.get_attr("axis"), "keepdims": op.get_attr("keepdims")})
     return [_reduce_grad(g / count, op) * hit]
 
@@ -88,7 +90,7 @@ def _pow(op: Operation, g: Tensor) -> list:
 
 def _concat(op: Operation, g: Tensor) -> list:
     xs = op.inputs
-    parts = O._make("ConcatGrad", (g, *xs), [(t.dtype, t.shape) for t in xs], None,
+    parts = _make("ConcatGrad", (g, *xs), [(t.dtype, t.shape) for t in xs], None,
                     {"axis": op.get_attr("axis")})
     return list(parts.outputs)
 
@@ -103,13 +105,13 @@ def _unpack(op: Operation, *grads: Any) -> list:
 
 def _strided_slice(op: Operation, g: Tensor) -> list:
     x = op.inputs[0]
-    return [O._make1("StridedSliceGrad", (g, x), g.dtype, x.shape, None,
+    return [_make1("StridedSliceGrad", (g, x), g.dtype, x.shape, None,
                      {"key": op.get_attr("key")})]
 
 
 def _pad(op: Operation, g: Tensor) -> list:
     key = tuple(slice(a, -b if b else None) for a, b in op.get_attr("paddings"))
-    return [O._make1("StridedSlice", (g,), g.dtype, op.inputs[0].shape, None, {"key": key})]
+    return [_make1("StridedSlice", (g,), g.dtype, op.inputs[0].shape, None, {"key": key})]
 
 
 def _tile(op: Operation, g: Tensor) -> list:
@@ -117,13 +119,13 @@ def _tile(op: Operation, g: Tensor) -> list:
     if op.get_attr("multiples") is None:
         raise LookupError(f"no gradient for Tile {op.name!r} with tensor multiples; pass "
                           f"Python ints")
-    return [O._make1("TileGrad", (g, x), g.dtype, x.shape, None,
+    return [_make1("TileGrad", (g, x), g.dtype, x.shape, None,
                      {"multiples": op.get_attr("multiples")})]
 
 
 def _gather(op: Operation, g: Tensor) -> list:
     params, indices = op.inputs
-    return [O._make1("GatherGrad", (g, indices, params), g.dtype, params.shape, None,
+    return [_make1("GatherGrad", (g, indices, params), g.dtype, params.shape, None,
                      {"axis": op.get_attr("axis")}), None]
 
 
@@ -142,12 +144,12 @@ def _log_softmax(op: Operation, g: Tensor) -> list:
 def _xent_grad(g: Tensor | None, backprop: Tensor) -> Tensor | None:
     if g is None:
         return None
-    return O._make1("XentGrad", (g, backprop), backprop.dtype, backprop.shape)
+    return _make1("XentGrad", (g, backprop), backprop.dtype, backprop.shape)
 
 
 def _softmax_xent(op: Operation, g: Tensor, g_backprop: Any = None) -> list:
     logits = op.inputs[0]
-    log_p = O._make1("LogSoftmax", (logits,), logits.dtype, logits.shape, None, {"axis": -1})
+    log_p = _make1("LogSoftmax", (logits,), logits.dtype, logits.shape, None, {"axis": -1})
     g_labels = None if g is None else O.expand_dims(g, -1) * O.negative(log_p)
     return [_xent_grad(g, op.outputs[1]), g_labels]
 
@@ -155,8 +157,8 @@ def _softmax_xent(op: Operation, g: Tensor, g_backprop: Any = None) -> list:
 def _conv2d(op: Operation, g: Tensor, g_cols: Any = None) -> list:
     x, w = op.inputs
     attrs = {"strides": op.get_attr("strides"), "padding": op.get_attr("padding")}
-    gx = O._make1("Conv2DBackpropInput", (g, x, w), g.dtype, x.shape, None, attrs)
-    gw = O._make1("Conv2DBackpropFilter", (g, op.outputs[1], w), g.dtype, w.shape, None)
+    gx = _make1("Conv2DBackpropInput", (g, x, w), g.dtype, x.shape, None, attrs)
+    gw = _make1("Conv2DBackpropFilter", (g, op.outputs[1], w), g.dtype, w.shape, None)
     return [gx, gw]
 
 
@@ -183,7 +185,7 @@ GRADIENTS: dict[str, Callable | None] = {
     "Maximum": lambda op, g: _minmax(op, g, O.greater_equal),
     "Minimum": lambda op, g: _minmax(op, g, O.less_equal),
     "AddN": lambda op, g: [_sum_to(g, x) for x in op.inputs],
-    "BiasAdd": lambda op, g: [g, O._make1("BiasAddGrad", (g,), g.dtype, op.inputs[1].shape)],
+    "BiasAdd": lambda op, g: [g, _make1("BiasAddGrad", (g,), g.dtype, op.inputs[1].shape)],
     "MatMul": _matmul,
     # elementwise functions
     "Neg": lambda op, g: [-g],
@@ -198,12 +200,12 @@ GRADIENTS: dict[str, Callable | None] = {
     "Abs": lambda op, g: [g * O.sign(op.inputs[0])],
     "Sin": lambda op, g: [g * O.cos(op.inputs[0])],
     "Cos": lambda op, g: [-g * O.sin(op.inputs[0])],
-    "Tanh": lambda op, g: [O._make1("TanhGrad", (op.outputs[0], g), g.dtype, g.shape)],
-    "Sigmoid": lambda op, g: [O._make1("SigmoidGrad", (op.outputs[0], g), g.dtype, g.shape)],
-    "Relu": lambda op, g: [O._make1("ReluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
-    "LeakyRelu": lambda op, g: [O._make1("LeakyReluGrad", (g, op.inputs[0]), g.dtype, g.shape,
+    "Tanh": lambda op, g: [_make1("TanhGrad", (op.outputs[0], g), g.dtype, g.shape)],
+    "Sigmoid": lambda op, g: [_make1("SigmoidGrad", (op.outputs[0], g), g.dtype, g.shape)],
+    "Relu": lambda op, g: [_make1("ReluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
+    "LeakyRelu": lambda op, g: [_make1("LeakyReluGrad", (g, op.inputs[0]), g.dtype, g.shape,
                                          None, {"alpha": op.get_attr("alpha")})],
-    "Elu": lambda op, g: [O._make1("EluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
+    "Elu": lambda op, g: [_make1("EluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
     "Softplus": lambda op, g: [g * O.sigmoid(op.inputs[0])],
     "Sign": _none, "Floor": _none, "Ceil": _none, "Round": _none,
     "Cast": _cast,
@@ -225,10 +227,10 @@ GRADIENTS: dict[str, Callable | None] = {
     "Prod": lambda op, g: [_reduce_grad(g * op.outputs[0], op) / op.inputs[0]],
     "L2Loss": lambda op, g: [op.inputs[0] * g],
     # layout
-    "Reshape": lambda op, g: [O._reshape_like(g, op.inputs[0])] + [None] * (len(op.inputs) - 1),
-    "ReshapeLike": lambda op, g: [O._reshape_like(g, op.inputs[0]), None],
-    "ExpandDims": lambda op, g: [O._reshape_like(g, op.inputs[0])],
-    "Squeeze": lambda op, g: [O._reshape_like(g, op.inputs[0])],
+    "Reshape": lambda op, g: [_reshape_like(g, op.inputs[0])] + [None] * (len(op.inputs) - 1),
+    "ReshapeLike": lambda op, g: [_reshape_like(g, op.inputs[0]), None],
+    "ExpandDims": lambda op, g: [_reshape_like(g, op.inputs[0])],
+    "Squeeze": lambda op, g: [_reshape_like(g, op.inputs[0])],
     "Transpose": lambda op, g: [O.transpose(g, [op.get_attr("perm").index(i) for i in
                                                 range(len(op.get_attr("perm")))])],
     "ConcatV2": _concat,
@@ -247,9 +249,9 @@ GRADIENTS: dict[str, Callable | None] = {
     "SparseSoftmaxCrossEntropyWithLogits": lambda op, g, g_bp=None: [
         _xent_grad(g, op.outputs[1]), None],
     "Conv2D": _conv2d,
-    "MaxPool": lambda op, g: [O._make1("MaxPoolGrad", (g, op.inputs[0], op.outputs[0]),
+    "MaxPool": lambda op, g: [_make1("MaxPoolGrad", (g, op.inputs[0], op.outputs[0]),
                                        g.dtype, op.inputs[0].shape, None, _pool_attrs(op))],
-    "AvgPool": lambda op, g: [O._make1("AvgPoolGrad", (g, op.inputs[0]), g.dtype,
+    "AvgPool": lambda op, g: [_make1("AvgPoolGrad", (g, op.inputs[0]), g.dtype,
                                        op.inputs[0].shape, None, _pool_attrs(op))],
     "Dropout": lambda op, g, g_mask=None: [None if g is None else g * op.outputs[1], None],
     # no gradient: comparisons, indices, shapes, random numbers, state, Python functions

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, OpError, RingtrainError
 from . import dtypes as _dt
 from .graph import DeviceSpec, Graph, Operation, Tensor, get_default_graph
-from .kernels import KERNELS
+from .ops.base import KERNELS
 
 
 class GPUOptions:

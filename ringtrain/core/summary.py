@@ -14,6 +14,7 @@ from typing import Any
 from . import dtypes as _dt
 from . import ops as _ops
 from .graph import GraphKeys, Tensor, get_default_graph
+from .ops.base import _make1, kernel
 
 __all__ = ["FileWriter", "histogram", "merge", "merge_all", "scalar"]
 
@@ -25,7 +26,7 @@ def _summary_op(op_type: str, name: str, value: Any, collections: Any, family: A
     family_scope = g.name_scope(family) if family else contextlib.nullcontext()
     with family_scope, g.name_scope(name) as scope:
         tag = scope[:-1]
-        out = _ops._make1(op_type, (value,), _dt.string, [], tag, {"tag": tag, **attrs},
+        out = _make1(op_type, (value,), _dt.string, [], tag, {"tag": tag, **attrs},
                           absolute=True)
     for key in (collections if collections is not None else [GraphKeys.SUMMARIES]):
         g.add_to_collection(key, out)
@@ -53,7 +54,7 @@ def merge(inputs: Sequence[Tensor], collections: Sequence[str] | None = None,
     inputs = [_ops.convert_to_tensor(t) for t in inputs]
     if not inputs:
         raise ValueError("tf.summary.merge needs at least one summary tensor")
-    out = _ops._make1("MergeSummary", inputs, _dt.string, [], name or "Merge/MergeSummary")
+    out = _make1("MergeSummary", inputs, _dt.string, [], name or "Merge/MergeSummary")
     for key in collections or []:
         out.graph.add_to_collection(key, out)
     return out
@@ -149,3 +150,51 @@ class FileWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- kernels ---------------------------------------------------------------------------------------
+
+def _summary_pb2():
+    from tensorboard.compat.proto import summary_pb2
+    return summary_pb2
+
+
+@kernel("ScalarSummary")
+def _scalar_summary(rt, tag):
+    pb = _summary_pb2()
+
+    def run(value):
+        s = pb.Summary(value=[pb.Summary.Value(tag=tag, simple_value=float(value))])
+        return s.SerializeToString()
+    return run
+
+
+@kernel("HistogramSummary")
+def _histogram_summary(rt, tag, bins=30):
+    pb = _summary_pb2()
+    xp = rt.xp
+
+    def run(values):
+        v = xp.asarray(values, dtype="float64").reshape(-1)
+        hist = pb.HistogramProto()
+        if v.size:
+            counts, edges = xp.histogram(v, bins=bins)
+            hist.min, hist.max = float(v.min()), float(v.max())
+            hist.num, hist.sum = float(v.size), float(v.sum())
+            hist.sum_squares = float(xp.dot(v, v))
+            hist.bucket_limit.extend(float(e) for e in edges[1:])
+            hist.bucket.extend(float(c) for c in counts)
+        return pb.Summary(value=[pb.Summary.Value(tag=tag, histo=hist)]).SerializeToString()
+    return run
+
+
+@kernel("MergeSummary")
+def _merge_summary(rt):
+    pb = _summary_pb2()
+
+    def run(*parts):
+        merged = pb.Summary()
+        for p in parts:
+            merged.MergeFromString(bytes(p))
+        return merged.SerializeToString()
+    return run

@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FailedPreconditionError, InvalidArgumentError
 from . import distribution
 from . import dtypes as _dt
 from . import ops as _ops
 from .graph import GraphKeys, Tensor, TensorShape, as_shape, get_default_graph
+from .ops.base import _make1, kernel
 
 # --- initializers ------------------------------------------------------------------------------
 
@@ -318,7 +320,7 @@ class Variable(Tensor, metaclass=_VariableMeta):
             raise ValueError(f"cannot assign a value of shape {value.shape} to variable "
                              f"{self._op.name!r} of shape {self._shape}")
         static = tuple(self._shape.as_list()) if self._shape.is_fully_defined() else None
-        return _ops._make1("Assign", (value,), self.dtype, self._shape, name or "Assign",
+        return _make1("Assign", (value,), self.dtype, self._shape, name or "Assign",
                            {"index": self._index, "var_name": self._op.name,
                             "validate_shape": True, "shape": static})
 
@@ -327,7 +329,7 @@ class Variable(Tensor, metaclass=_VariableMeta):
         if value.dtype != self.dtype:
             raise TypeError(f"{op_type}: value dtype {value.dtype.name} does not match variable "
                             f"{self._op.name!r} ({self.dtype.name})")
-        return _ops._make1(op_type, (value,), self.dtype, self._shape, name or op_type,
+        return _make1(op_type, (value,), self.dtype, self._shape, name or op_type,
                            {"index": self._index, "var_name": self._op.name})
 
     def assign_add(self, delta: Any, use_locking: bool = False, name: str | None = None,
@@ -650,3 +652,55 @@ initialize_all_variables = global_variables_initializer
 
 def local_variables_initializer():
     return variables_initializer(local_variables(), name="init_local")
+
+
+# --- kernels of the state ops (Variable reads, Assign, AssignAdd, AssignSub) ------------------
+
+def _reader(rt, index: int, var_name: str):
+    store = rt.store
+    op = rt.op
+
+    def read():
+        v = store[index]
+        if v is None:
+            raise FailedPreconditionError(None, op, f"Attempting to use uninitialized value "
+                                                    f"{var_name}: run its initializer first "
+                                                    f"(tf.global_variables_initializer())")
+        return v
+    return read
+
+
+@kernel("VariableV2")
+def _variable(rt, index, var_name, **_):
+    return _reader(rt, index, var_name)
+
+
+@kernel("Assign")
+def _assign(rt, index, var_name, validate_shape=True, shape=None):
+    xp = rt.xp
+    op = rt.op
+
+    def run(value):
+        if validate_shape and shape is not None and xp.shape(value) != shape:
+            raise InvalidArgumentError(None, op, f"Assign to {var_name}: value of shape "
+                                                 f"{xp.shape(value)} does not match the "
+                                                 f"variable's shape {shape}")
+        # A private, contiguous copy: in-place updates must never touch a caller's array.
+        return rt.set_variable(index, xp.array(value, dtype=op.outputs[0].dtype.np_dtype,
+                                               copy=True, order="C"))
+    return run
+
+
+@kernel("AssignAdd", "AssignSub")
+def _assign_add(rt, index, var_name):
+    read = _reader(rt, index, var_name)
+    add = rt.op.type == "AssignAdd"
+
+    def run(value):
+        v = read()
+        if add:
+            v += value
+        else:
+            v -= value
+        return v
+    return run

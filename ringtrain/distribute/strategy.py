@@ -424,10 +424,10 @@ def _graph_py_op(fn: Callable, inputs: list, like: list, name: str) -> list:
     """One graph op running ``fn`` on the inputs' arrays; outputs shaped and typed as
     ``like`` (tensors, or ``(dtype, shape)`` pairs). It counts as stateful (never pruned as
     dead, never folded)."""
-    from ..core import ops
+    from ..core.ops.base import _make
 
     specs = [item if isinstance(item, tuple) else (item.dtype, item.shape) for item in like]
-    op = ops._make("PyFunc", inputs, specs, name,
+    op = _make("PyFunc", inputs, specs, name,
                    {"func": fn, "Tout": [dtype for dtype, _ in specs], "single": False})
     return list(op.outputs)
 
