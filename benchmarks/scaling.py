@@ -66,11 +66,11 @@ def build(model: str, batch: int):
 
 
 def worker(model: str, steps: int, warmup: int, algorithm: str = "auto",
-           fusion_bytes: int | None = None) -> dict:
+           bucket_bytes: int | None = None) -> dict:
     """One measurement in this process (under ringrun: one of N workers)."""
     import ringtrain as tf
 
-    ops = tf.distribute.CrossDeviceOps(algorithm, fusion_bytes)
+    ops = tf.distribute.CrossDeviceOps(algorithm, bucket_bytes)
     strategy = tf.distribute.MirroredStrategy(cross_device_ops=ops)
     batch = MODELS[model]
     with strategy.scope():
@@ -134,13 +134,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cross-device-ops", default="auto", choices=["auto", "ring", "native"],
                         help="the all-reduce algorithm")
-    parser.add_argument("--fusion-bytes", type=int, default=None,
-                        help="fusion bucket size (default RINGTRAIN_FUSION_THRESHOLD)")
+    parser.add_argument("--bucket-bytes", type=int, default=None,
+                        help="bucket size (default RINGTRAIN_BUCKET_BYTES)")
     args = parser.parse_args()
 
     if args.worker:
         result = worker(args.model or "mlp", args.steps, args.warmup, args.cross_device_ops,
-                        args.fusion_bytes)
+                        args.bucket_bytes)
         import ringtrain as tf
 
         if tf.rank() == 0:
@@ -148,11 +148,11 @@ def main() -> None:
         return
 
     _EXTRA.extend(["--cross-device-ops", args.cross_device_ops])
-    if args.fusion_bytes is not None:
-        _EXTRA.extend(["--fusion-bytes", str(args.fusion_bytes)])
+    if args.bucket_bytes is not None:
+        _EXTRA.extend(["--bucket-bytes", str(args.bucket_bytes)])
     print("MirroredStrategy scaling through the graph core (1 thread per worker; medians of "
           f"{args.repeats} alternating runs, {args.steps} steps each; all-reduce "
-          f"{args.cross_device_ops}, fusion bytes {args.fusion_bytes or 'default'})")
+          f"{args.cross_device_ops}, bucket bytes {args.bucket_bytes or 'default'})")
     for model in ([args.model] if args.model else sorted(MODELS)):
         runs: dict[int, list] = {1: [], 2: []}
         pairs = []

@@ -140,8 +140,8 @@ def test_argument_errors_name_the_argument(comm):
         comm.alltoall(x, splits=[3])
     with pytest.raises(TypeError, match="list or tuple"):
         comm.allreduce_many(x)
-    with pytest.raises(ValueError, match="fusion_threshold"):
-        comm.allreduce_many([x], fusion_threshold=-1)
+    with pytest.raises(ValueError, match="bucket_bytes"):
+        comm.allreduce_many([x], bucket_bytes=-1)
     with pytest.raises(ValueError, match="read-only"):
         ro = np.ones(4)
         ro.flags.writeable = False

@@ -87,7 +87,7 @@ def test_library_reads_the_same_table():
     ("RINGTRAIN_TIMEOUT", "2.5", 2.5),
     ("RINGTRAIN_STALL_WARNING", "0", 0.0),        # 0 turns the warning off
     ("RINGTRAIN_CHECK_COLLECTIVES", "off", False),
-    ("RINGTRAIN_FUSION_THRESHOLD", "1024", 1024),
+    ("RINGTRAIN_BUCKET_BYTES", "1024", 1024),
 ])
 def test_values_parse(name, raw, value):
     environ = {} if raw is None else {name: raw}
@@ -98,7 +98,7 @@ def test_values_parse(name, raw, value):
     ("RINGTRAIN_TIMEOUT", "0"), ("RINGTRAIN_TIMEOUT", "-1"), ("RINGTRAIN_TIMEOUT", "nan"),
     ("RINGTRAIN_JOIN_TIMEOUT", "inf"), ("RINGTRAIN_JOIN_TIMEOUT", "soon"),
     ("RINGTRAIN_STALL_WARNING", "-1"), ("RINGTRAIN_CHECK_COLLECTIVES", "maybe"),
-    ("RINGTRAIN_FUSION_THRESHOLD", "²"), ("RINGTRAIN_FUSION_THRESHOLD", "9" * 5000),
+    ("RINGTRAIN_BUCKET_BYTES", "²"), ("RINGTRAIN_BUCKET_BYTES", "9" * 5000),
     ("RINGTRAIN_GROUP", "-1"),
 ])
 def test_bad_values_name_the_variable_on_both_sides(name, raw, monkeypatch):

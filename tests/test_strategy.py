@@ -58,8 +58,8 @@ def test_scopes_and_contexts(strategy):
 
 
 def test_cross_device_ops_choices():
-    ring = tf.distribute.RingAllReduce(fusion_bytes=1 << 20)
-    assert (ring.algorithm, ring.fusion_bytes) == ("ring", 1 << 20)
+    ring = tf.distribute.RingAllReduce(bucket_bytes=1 << 20)
+    assert (ring.algorithm, ring.bucket_bytes) == ("ring", 1 << 20)
     assert tf.distribute.NativeAllReduce().algorithm == "native"
     assert tf.distribute.NcclAllReduce(num_packs=2).algorithm == "native"
     s = tf.distribute.MirroredStrategy(cross_device_ops=ring)
@@ -92,10 +92,10 @@ def test_bad_arguments(kwargs, error, match):
 
 
 def test_bad_options():
-    with pytest.raises(ValueError, match="fusion_bytes must be >= 0"):
-        tf.distribute.RingAllReduce(fusion_bytes=-1)
-    with pytest.raises(TypeError, match="fusion_bytes must be an int"):
-        tf.distribute.RingAllReduce(fusion_bytes=1.5)
+    with pytest.raises(ValueError, match="bucket_bytes must be >= 0"):
+        tf.distribute.RingAllReduce(bucket_bytes=-1)
+    with pytest.raises(TypeError, match="bucket_bytes must be an int"):
+        tf.distribute.RingAllReduce(bucket_bytes=1.5)
     with pytest.raises(ValueError, match="implementation must be one of"):
         cdo.CommunicationOptions(implementation="carrier-pigeon")
     with pytest.raises(ValueError, match="timeout_seconds"):

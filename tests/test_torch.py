@@ -69,6 +69,37 @@ def engine_for(model, **kwargs):
     return GradientEngine(list(model.named_parameters()), active=True, **kwargs)
 
 
+def test_engine_buckets_come_from_the_shared_planner():
+    # One planner for graph models and torch: the engine's buckets are plan_buckets' groups
+    # of its parameters (in plan order), whatever the bucket size.
+    from ringtrain.comm.common import plan_buckets
+
+    model = make_net()
+    for limit in (0, 60, 100, 1 << 20):
+        engine = engine_for(model, bucket_bytes=limit)
+        slots = [s for b in engine.buckets for s in b.slots]
+        groups = [[slots[i].name for i in g] for g in plan_buckets([s.param for s in slots],
+                                                                   limit)]
+        assert [b.names for b in engine.buckets if b.slots] == groups, limit
+        engine.close()
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"HOROVOD_FUSION_THRESHOLD": "96"}, 96),
+    ({"HOROVOD_FUSION_THRESHOLD": "96", "RINGTRAIN_BUCKET_BYTES": "200"}, 200),
+    ({}, 16 << 20),
+])
+def test_horovod_fusion_threshold_is_an_alias_of_bucket_bytes(monkeypatch, env, expected):
+    for name in ("HOROVOD_FUSION_THRESHOLD", "RINGTRAIN_BUCKET_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    model = make_net()
+    opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                   named_parameters=model.named_parameters())
+    assert opt._ringtrain_engine.bucket_bytes == expected
+
+
 def test_grads_are_views_of_bucket_buffers_even_after_set_to_none():
     model = make_net()
     engine = engine_for(model, bucket_bytes=1 << 20)
@@ -288,7 +319,7 @@ def test_fp16_compression_and_predivide_keep_the_average():
 @pytest.mark.parametrize("kwargs, match", [
     ({"op": ringtrain.ReduceOp.MAX}, "averaged"),
     ({"backward_passes_per_step": 0}, "backward_passes_per_step"),
-    ({"bucket_bytes": 0}, "bucket_bytes"),
+    ({"bucket_bytes": -1}, "bucket_bytes"),
 ])
 def test_engine_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

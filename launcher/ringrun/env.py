@@ -100,8 +100,6 @@ _var("RINGTRAIN_REEXEC", None, _str,
 # --- collectives -------------------------------------------------------------------------------
 _var("RINGTRAIN_ALGORITHM", "auto", _str,
      "Default all-reduce algorithm: auto (picked by message size), ring or native.")
-_var("RINGTRAIN_FUSION_THRESHOLD", 64 * 1024 * 1024, _count,
-     "Bytes per fusion bucket for allreduce_many and gradient bucketing (default 64 MiB).")
 _var("RINGTRAIN_CHECK_COLLECTIVES", True, _bool,
      "Check that every rank calls the same collective with the same shape/dtype/op "
      "(raises CollectiveMismatch instead of hanging). Default on.")
@@ -111,10 +109,11 @@ _var("RINGTRAIN_TIMEOUT", 30.0, _seconds,
 _var("RINGTRAIN_STALL_WARNING", 10.0, _seconds_or_off,
      "Seconds a collective may wait for other ranks before a warning names the missing ones "
      "(0: no warning and no watchdog).")
-_var("RINGTRAIN_BUCKET_BYTES", 2 * 1024 * 1024, _count,
-     "Bytes per gradient bucket of PyTorch models (ringtrain.torch, MirroredStrategy with "
-     "torch): a full bucket is all-reduced while backward goes on; smaller buckets start "
-     "sooner, larger ones send fewer messages.")
+_var("RINGTRAIN_BUCKET_BYTES", 16 * 1024 * 1024, _count,
+     "Bytes per all-reduce bucket, for graph models (allreduce_many, MirroredStrategy) and "
+     "PyTorch models alike (0: no fusion). Smaller buckets start sooner during backward, "
+     "larger ones send fewer messages; the default is measured by benchmarks/bucket_bytes.py. "
+     "ringtrain.torch also honours Horovod's HOROVOD_FUSION_THRESHOLD when this is unset.")
 _var("RINGTRAIN_OVERLAP", "auto", _str,
      "Start all-reducing gradient buckets of PyTorch models while backward still runs: auto "
      "(when the machine has a core per worker to spare for communication), 1 or 0 (all "

@@ -50,7 +50,7 @@ class Communicator:
         raise NotImplementedError
 
     def allreduce_many(self, arrays: Sequence, op: ReduceOp = ReduceOp.SUM,
-                       algorithm: str = "auto", fusion_threshold: int | None = None,
+                       algorithm: str = "auto", bucket_bytes: int | None = None,
                        async_op: bool = False):
         """All-reduce many arrays through fusion buckets; returns a list of results."""
         raise NotImplementedError

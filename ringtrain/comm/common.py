@@ -141,14 +141,15 @@ class CommunicatorBase(Communicator):
         return dst
 
     def allreduce_many(self, arrays: Sequence, op: ReduceOp = ReduceOp.SUM,
-                       algorithm: str | None = None, fusion_threshold: int | None = None,
+                       algorithm: str | None = None, bucket_bytes: int | None = None,
                        async_op: bool = False):
-        """All-reduce many arrays through fusion buckets; returns a list of new arrays.
+        """All-reduce many arrays through buckets (``plan_buckets``); returns a list of new
+        arrays.
 
-        Arrays of one dtype are packed in order into buckets of at most ``fusion_threshold``
-        bytes (``RINGTRAIN_FUSION_THRESHOLD``, default 64 MiB); an array larger than that, or
-        of at least ``direct_bytes``, is reduced on its own straight from the input into its
-        result (packing it would cost a pass over memory that the saved call does not repay).
+        Arrays of one dtype are packed in order into buckets of at most ``bucket_bytes``
+        (``RINGTRAIN_BUCKET_BYTES``); an array larger than that, or of at least
+        ``direct_bytes``, is reduced on its own straight from the input into its result
+        (packing it would cost a pass over memory that the saved call does not repay).
         Every rank must pass the same arrays (shapes, dtypes) in the same order. With
         ``async_op=True`` the handle's ``wait()`` returns the list.
         """
@@ -161,12 +162,7 @@ class CommunicatorBase(Communicator):
             for a in arrs:
                 C.check_reducible(a.dtype, rop, "allreduce_many")
             alg = C.check_algorithm(algorithm, "allreduce_many")
-            limit = env.get("RINGTRAIN_FUSION_THRESHOLD") if fusion_threshold is None \
-                else fusion_threshold
-            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
-                raise ValueError(f"allreduce_many: fusion_threshold must be a non-negative "
-                                 f"number of bytes, got {limit!r}")
-            return arrs, rop, alg, int(limit)
+            return arrs, rop, alg, check_bucket_bytes(bucket_bytes, "allreduce_many")
 
         arrs, rop, alg, limit = self._checked("allreduce", validate)
         buckets = plan_buckets(arrs, limit, self.direct_bytes)
@@ -402,26 +398,38 @@ class CommunicatorBase(Communicator):
         pass
 
 
-def plan_buckets(arrays: Sequence[np.ndarray], limit: int,
-                 direct: int | None = None) -> list[list[int]]:
-    """Indices of ``arrays`` grouped into fusion buckets: consecutive arrays of one dtype, at
-    most ``limit`` bytes per bucket (an array larger than ``limit``, or of at least ``direct``
-    bytes when given, gets a bucket of its own).
+def check_bucket_bytes(bucket_bytes: Any, what: str) -> int:
+    """``bucket_bytes`` as a non-negative int (``None``: ``RINGTRAIN_BUCKET_BYTES``)."""
+    limit = env.get("RINGTRAIN_BUCKET_BYTES") if bucket_bytes is None else bucket_bytes
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+        raise ValueError(f"{what}: bucket_bytes must be a non-negative number of bytes (0: no "
+                         f"fusion), got {limit!r}")
+    return int(limit)
 
-    The plan depends only on shapes, dtypes and order, so it is identical on every rank."""
+
+def plan_buckets(arrays: Sequence[Any], limit: int, direct: int | None = None
+                 ) -> list[list[int]]:
+    """Indices of ``arrays`` (NumPy arrays or torch tensors: anything with ``nbytes`` and
+    ``dtype``) grouped into buckets, the one planner for graph models' ``allreduce_many``
+    and torch's gradient buckets: arrays of one dtype in order, at most ``limit`` bytes per
+    bucket (an array larger than ``limit``, or of at least ``direct`` bytes when given, gets
+    a bucket of its own). Buckets are listed in the order of their first array.
+
+    The plan depends only on sizes, dtypes and order, so it is identical on every rank."""
     buckets: list[list[int]] = []
-    open_bucket: dict[np.dtype, tuple[list[int], int]] = {}
+    open_bucket: dict[Any, tuple[list[int], int]] = {}
     for i, a in enumerate(arrays):
-        if a.nbytes > limit or (direct is not None and a.nbytes >= direct):
+        nbytes = int(a.nbytes)
+        if nbytes > limit or (direct is not None and nbytes >= direct):
             buckets.append([i])
             continue
         current = open_bucket.get(a.dtype)
-        if current is None or current[1] + a.nbytes > limit:
+        if current is None or current[1] + nbytes > limit:
             current = ([], 0)
             buckets.append(current[0])
         current[0].append(i)
-        open_bucket[a.dtype] = (current[0], current[1] + a.nbytes)
+        open_bucket[a.dtype] = (current[0], current[1] + nbytes)
     return buckets
 
 
-__all__ = ["CommunicatorBase", "DoneHandle", "Handle", "plan_buckets"]
+__all__ = ["CommunicatorBase", "DoneHandle", "Handle", "check_bucket_bytes", "plan_buckets"]

@@ -10,16 +10,16 @@ from ..comm.base import ReduceOp as _CommOp
 _ALGORITHMS = ("auto", "ring", "native")
 
 
-def _check_fusion_bytes(fusion_bytes: int | None, what: str) -> int | None:
-    if fusion_bytes is None:
+def _check_bucket_bytes(bucket_bytes: int | None, what: str) -> int | None:
+    if bucket_bytes is None:
         return None
-    if isinstance(fusion_bytes, bool) or not isinstance(fusion_bytes, int):
+    if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int):
         raise TypeError(f"{what} must be an int number of bytes or None, "
-                        f"got {type(fusion_bytes).__name__}")
-    if fusion_bytes < 0:
-        raise ValueError(f"{what} must be >= 0 (0 or None: the RINGTRAIN_FUSION_THRESHOLD "
-                         f"default), got {fusion_bytes}")
-    return fusion_bytes or None
+                        f"got {type(bucket_bytes).__name__}")
+    if bucket_bytes < 0:
+        raise ValueError(f"{what} must be >= 0 (0 or None: the RINGTRAIN_BUCKET_BYTES "
+                         f"default), got {bucket_bytes}")
+    return bucket_bytes or None
 
 
 def _check_num_packs(num_packs: int) -> None:
@@ -28,51 +28,51 @@ def _check_num_packs(num_packs: int) -> None:
 
 
 class CrossDeviceOps:
-    """The all-reduce a strategy uses for gradients: an algorithm and a fusion-bucket size.
+    """The all-reduce a strategy uses for gradients: an algorithm and a bucket size.
 
     ``algorithm`` is ``"ring"`` (ringtrain's own ring all-reduce), ``"native"`` (the engine's
-    MPI_Allreduce / ncclAllReduce) or ``"auto"`` (picked by message size). ``fusion_bytes`` is
-    the size of one fusion bucket; ``None`` uses ``RINGTRAIN_FUSION_THRESHOLD``.
+    MPI_Allreduce / ncclAllReduce) or ``"auto"`` (picked by message size). ``bucket_bytes`` is
+    the size of one fusion bucket; ``None`` uses ``RINGTRAIN_BUCKET_BYTES``.
     """
 
-    def __init__(self, algorithm: str = "auto", fusion_bytes: int | None = None):
+    def __init__(self, algorithm: str = "auto", bucket_bytes: int | None = None):
         if algorithm not in _ALGORITHMS:
             raise ValueError(f"all-reduce algorithm must be one of {_ALGORITHMS}, "
                              f"got {algorithm!r}")
         self.algorithm = algorithm
-        self.fusion_bytes = _check_fusion_bytes(fusion_bytes, "fusion_bytes")
+        self.bucket_bytes = _check_bucket_bytes(bucket_bytes, "bucket_bytes")
 
     def batch_reduce(self, comm, arrays: Sequence, op: _CommOp = _CommOp.AVG) -> list:
         """All-reduce ``arrays`` (same order on every rank) through fusion buckets."""
         if not arrays:
             return []
         return list(comm.allreduce_many(list(arrays), op=op, algorithm=self.algorithm,
-                                        fusion_threshold=self.fusion_bytes))
+                                        bucket_bytes=self.bucket_bytes))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(algorithm={self.algorithm!r}, "
-                f"fusion_bytes={self.fusion_bytes!r})")
+                f"bucket_bytes={self.bucket_bytes!r})")
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, CrossDeviceOps) and self.algorithm == other.algorithm
-                and self.fusion_bytes == other.fusion_bytes)
+                and self.bucket_bytes == other.bucket_bytes)
 
     def __hash__(self) -> int:
-        return hash((self.algorithm, self.fusion_bytes))
+        return hash((self.algorithm, self.bucket_bytes))
 
 
 class RingAllReduce(CrossDeviceOps):
     """ringtrain's bandwidth-optimal ring all-reduce (reduce-scatter then all-gather)."""
 
-    def __init__(self, fusion_bytes: int | None = None):
-        super().__init__("ring", fusion_bytes)
+    def __init__(self, bucket_bytes: int | None = None):
+        super().__init__("ring", bucket_bytes)
 
 
 class NativeAllReduce(CrossDeviceOps):
     """The engine's own all-reduce (MPI_Allreduce, ncclAllReduce)."""
 
-    def __init__(self, fusion_bytes: int | None = None):
-        super().__init__("native", fusion_bytes)
+    def __init__(self, bucket_bytes: int | None = None):
+        super().__init__("native", bucket_bytes)
 
 
 class NcclAllReduce(NativeAllReduce):
@@ -120,7 +120,7 @@ class CommunicationOptions:
     def __init__(self, bytes_per_pack: int = 0, timeout_seconds: float | None = None,
                  implementation: CommunicationImplementation | str
                  = CommunicationImplementation.AUTO):
-        self.bytes_per_pack = _check_fusion_bytes(bytes_per_pack, "bytes_per_pack") or 0
+        self.bytes_per_pack = _check_bucket_bytes(bytes_per_pack, "bytes_per_pack") or 0
         if timeout_seconds is not None and not timeout_seconds > 0:
             raise ValueError(f"timeout_seconds must be positive or None, got {timeout_seconds!r}")
         self.timeout_seconds = timeout_seconds

@@ -656,7 +656,7 @@ class MirroredStrategy(Strategy):
     ``scope()`` start from the chief's values; optimizers created there all-reduce (average)
     gradients in fused buckets, ordered by variable name, before applying them.
 
-    ``cross_device_ops`` picks the all-reduce: ``tf.distribute.RingAllReduce(fusion_bytes=...)``,
+    ``cross_device_ops`` picks the all-reduce: ``tf.distribute.RingAllReduce(bucket_bytes=...)``,
     ``tf.distribute.NativeAllReduce()``, ``"ring"``/``"native"`` or None (automatic);
     ``communication_options`` (``tf.distribute.experimental.CommunicationOptions``) is the
     other way to say the same. ``devices`` names this worker's device (one replica per

@@ -1,8 +1,9 @@
 """Gradient averaging for torch models: gradients are all-reduced in place, in fused buckets,
 as soon as a bucket is full, overlapping the rest of backward.
 
-Buckets: consecutive parameters (in a list of names that is the same on every rank) of one
-dtype, up to ``bucket_bytes``. A bucket of several parameters owns a flat buffer allocated
+Buckets: ``comm.common.plan_buckets`` (the planner graph models use too) over a list of
+parameters that is the same on every rank: parameters of one dtype in order, up to
+``bucket_bytes``. A bucket of several parameters owns a flat buffer allocated
 once, and their ``.grad`` tensors are views into it; a bucket of one parameter (a large one)
 is all-reduced in the ``.grad`` tensor autograd produced, with no copy at all.
 
@@ -46,6 +47,7 @@ from torch.autograd import Variable
 
 from .. import env
 from ..comm.base import ReduceOp
+from ..comm.common import check_bucket_bytes, plan_buckets
 from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._compression import Compression
@@ -228,12 +230,7 @@ class GradientEngine:
                 not isinstance(backward_passes_per_step, int) or backward_passes_per_step < 1:
             raise ValueError(f"{what}: backward_passes_per_step must be an int >= 1, got "
                              f"{backward_passes_per_step!r}")
-        if bucket_bytes is None:
-            bucket_bytes = env.get("RINGTRAIN_BUCKET_BYTES")
-        if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or \
-                bucket_bytes < 1:
-            raise ValueError(f"{what}: bucket_bytes must be a positive number of bytes, got "
-                             f"{bucket_bytes!r}")
+        bucket_bytes = check_bucket_bytes(bucket_bytes, what)
         named = [(name, p) for name, p in named_parameters if p.requires_grad]
         for name, p in named:
             _convert.check_tensor(p, what, f"parameter '{name}'")
@@ -276,19 +273,10 @@ class GradientEngine:
     # --- set-up ----------------------------------------------------------------------------
 
     def _plan(self, slots: list[_Slot]) -> list[_Bucket]:
-        groups: list[list[_Slot]] = []
-        nbytes = 0
-        for slot in slots:
-            p = slot.param
-            size = p.numel() * p.element_size()
-            current = groups[-1] if groups else None
-            if current is None or p.dtype != current[0].param.dtype or \
-                    nbytes + size > self.bucket_bytes:
-                groups.append([slot])
-                nbytes = size
-            else:
-                current.append(slot)
-                nbytes += size
+        # No direct threshold: a fused bucket's gradients live in its buffer, so fusing costs
+        # no copy in the steady state (the communicator's allreduce_many must pack).
+        groups = [[slots[i] for i in indices]
+                  for indices in plan_buckets([s.param for s in slots], self.bucket_bytes)]
         for position, slot in enumerate(slots):
             slot.position = position
         # The last message carries the flags: the last bucket when it is fused, else a bucket

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from ..comm.base import ReduceOp
-from ..errors import CollectiveMismatch
+from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters
 from ._ops import Average, _check_root, _no_process_sets, _number, comm, resolve_op
@@ -234,6 +235,21 @@ def _named_for_optimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     return named
 
 
+def _horovod_fusion_threshold() -> int | None:
+    """Horovod's name for the bucket size, honoured at Horovod's API edge when ringtrain's own
+    ``RINGTRAIN_BUCKET_BYTES`` is not set (None: ringtrain's default)."""
+    if "RINGTRAIN_BUCKET_BYTES" in os.environ:
+        return None
+    value = os.environ.get("HOROVOD_FUSION_THRESHOLD")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"HOROVOD_FUSION_THRESHOLD={value!r}: use a number of bytes (or set "
+                          f"RINGTRAIN_BUCKET_BYTES)") from None
+
+
 def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any = None,
                          compression: Any = None, backward_passes_per_step: int = 1,
                          op: Any = Average, gradient_predivide_factor: float = 1.0,
@@ -250,7 +266,8 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     ``gradient_predivide_factor``: with Average, gradients are divided by it before the sum
     and multiplied by it after (guards low-precision sums). ``num_groups``/``groups``/
     ``sparse_as_dense`` are accepted for compatibility (buckets are sized by
-    ``bucket_bytes``, default ``RINGTRAIN_BUCKET_BYTES``; sparse gradients are densified).
+    ``bucket_bytes``, default ``RINGTRAIN_BUCKET_BYTES``, else Horovod's
+    ``HOROVOD_FUSION_THRESHOLD``; sparse gradients are densified).
     Parameters are not broadcast here: call ``broadcast_parameters`` and
     ``broadcast_optimizer_state`` as in Horovod.
     """
@@ -271,6 +288,8 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     if factor <= 0:
         raise ValueError(f"{what}: gradient_predivide_factor must be > 0, got {factor}")
     _no_process_sets(process_set, what)
+    if bucket_bytes is None:
+        bucket_bytes = _horovod_fusion_threshold()
     named = _named_for_optimizer(optimizer, named_parameters, what)
     engine = GradientEngine(named, op=rop, compression=compression,
                             backward_passes_per_step=backward_passes_per_step,

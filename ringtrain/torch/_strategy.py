@@ -201,7 +201,7 @@ def _attach(scope: _Scope, optimizer: torch.optim.Optimizer) -> None:
         check_same_everywhere(describe_parameters(unique), what)
         broadcast_tensors_([t for _, t in unique], 0)
         broadcast_optimizer_state(optimizer, 0)
-    engine = GradientEngine(named, what=what, bucket_bytes=getattr(ops, "fusion_bytes", None),
+    engine = GradientEngine(named, what=what, bucket_bytes=getattr(ops, "bucket_bytes", None),
                             algorithm=getattr(ops, "algorithm", None))
     engine.attach(optimizer)
     _engines.setdefault(strategy, weakref.WeakSet()).add(engine)

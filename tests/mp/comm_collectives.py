@@ -187,7 +187,7 @@ expected = [value(0, a.size, a.dtype) * N + (1000 * N * (N - 1) // 2) for a in a
 for threshold in (None, 0, 40, 1 << 30):
     for name in ALGS:
         alg = use(name)
-        got = c.allreduce_many(arrays, algorithm=alg, fusion_threshold=threshold)
+        got = c.allreduce_many(arrays, algorithm=alg, bucket_bytes=threshold)
         for g, e in zip(got, expected):
             check(g, e.astype(g.dtype), f"allreduce_many {alg} threshold={threshold}")
 got = c.allreduce_many([a.astype(np.float64) for a in arrays], op=ReduceOp.AVG,

@@ -218,7 +218,7 @@ def check_checkpoint(strategy, shared_dir):
 def main():
     shared_dir = sys.argv[1]
     strategy = tf.distribute.MirroredStrategy(
-        cross_device_ops=tf.distribute.RingAllReduce(fusion_bytes=64))
+        cross_device_ops=tf.distribute.RingAllReduce(bucket_bytes=64))
     assert tf.is_initialized()
     check_identity(strategy)
     check_reduce(strategy)
