@@ -43,7 +43,7 @@ class Import:
 
 def read_layers() -> list[Layer]:
     text = DOC.read_text()
-    block = re.search(r"<!-- layers:begin -->(.*?)<!-- layers:end -->", text, re.S)
+    block = re.search(r"<!-- layers:begin -->(.*?)<!-- layers:end -->", text, re.DOTALL)
     assert block, f"{DOC} lost its layer table (the <!-- layers:begin/end --> markers)"
     layers = []
     for row in block.group(1).splitlines():
@@ -156,7 +156,7 @@ def test_every_module_has_a_layer():
 
 def test_imports_follow_the_layer_table():
     layers = read_layers()
-    edges, modules = all_imports()
+    edges, _ = all_imports()
     stdlib = set(sys.stdlib_module_names)
     wrong, seen_exceptions = [], set()
     for edge in edges:

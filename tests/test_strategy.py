@@ -102,9 +102,20 @@ def test_bad_options():
         cdo.CommunicationOptions(timeout_seconds=0)
 
 
+def test_one_reduce_op_enum(strategy):
+    assert tf.distribute.ReduceOp is tf.ReduceOp
+    assert tf.ReduceOp.AVG is tf.ReduceOp.MEAN
+    # Names and members reach the same reduction: over axis 0 of [0, 1, 2, 3], SUM 6, MEAN 1.5.
+    for op, expected in (("sum", 6.0), (tf.ReduceOp.SUM, 6.0), ("Mean", 1.5),
+                         ("AVG", 1.5), (tf.ReduceOp.AVG, 1.5), (tf.ReduceOp.MEAN, 1.5)):
+        assert strategy.reduce(op, np.arange(4.0), axis=0) == expected, op
+
+
 def test_reduce_errors(strategy):
     with pytest.raises(ValueError, match="ReduceOp.SUM or .MEAN"):
         strategy.reduce("max", 1.0)
+    with pytest.raises(ValueError, match="ReduceOp.SUM or .MEAN"):
+        strategy.reduce(tf.ReduceOp.MIN, 1.0)
     with pytest.raises(ValueError, match="out of range"):
         strategy.reduce("SUM", np.ones(3), axis=1)
     with pytest.raises(ValueError, match="scalar"):

@@ -8,10 +8,18 @@ from typing import Any
 
 
 class ReduceOp(enum.Enum):
+    """How a reduction combines the workers' values; the one enum of every API.
+
+    ``tf.distribute.ReduceOp`` is this enum (TensorFlow's names: SUM, MEAN); ``AVG`` is the
+    communicator's and Horovod's name for MEAN (the same member). MIN and MAX are for the
+    communicator's collectives (a strategy reduces with SUM or MEAN only).
+    """
+
     SUM = "sum"
-    AVG = "avg"
+    MEAN = "mean"
     MIN = "min"
     MAX = "max"
+    AVG = "mean"  # noqa: PIE796 (an alias on purpose: ReduceOp.AVG is ReduceOp.MEAN)
 
 
 class Handle:

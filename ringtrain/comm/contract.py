@@ -92,7 +92,7 @@ def check_reducible(dtype: np.dtype, op: ReduceOp, what: str) -> None:
         raise TypeError(f"{what}: op={op.name} is not defined for bool arrays; use op=MAX "
                         f"(any rank true) or op=MIN (every rank true), or cast to an integer")
     if op is ReduceOp.AVG and dtype not in _FLOATING:
-        raise TypeError(f"{what}: op=AVG needs a floating dtype, got {dtype}; use op=SUM and "
+        raise TypeError(f"{what}: op=MEAN/AVG needs a floating dtype, got {dtype}; use op=SUM and "
                         f"divide, or cast to float32")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from ..comm.base import ReduceOp as _CommOp
+from ..comm.base import ReduceOp
 
 _ALGORITHMS = ("auto", "ring", "native")
 
@@ -42,7 +42,7 @@ class CrossDeviceOps:
         self.algorithm = algorithm
         self.bucket_bytes = _check_bucket_bytes(bucket_bytes, "bucket_bytes")
 
-    def batch_reduce(self, comm, arrays: Sequence, op: _CommOp = _CommOp.AVG) -> list:
+    def batch_reduce(self, comm, arrays: Sequence, op: ReduceOp = ReduceOp.AVG) -> list:
         """All-reduce ``arrays`` (same order on every rank) through fusion buckets."""
         if not arrays:
             return []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import importlib
 import sys
 import threading
@@ -13,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..comm.base import ReduceOp as _CommOp
+from ..comm.base import ReduceOp
 from ..core import distribution as _distribution
 from ..world import process_group
 from . import cross_device_ops as _cdo
@@ -26,26 +25,13 @@ from .input import (
 )
 
 
-class ReduceOp(enum.Enum):
-    """``tf.distribute.ReduceOp``: how values are combined across replicas."""
-
-    SUM = "SUM"
-    MEAN = "MEAN"
-
-    @classmethod
-    def from_any(cls, op: Any) -> ReduceOp:
-        if isinstance(op, ReduceOp):
-            return op
-        if isinstance(op, str) and op.upper() in cls.__members__:
-            return cls[op.upper()]
-        if op is _CommOp.SUM:
-            return cls.SUM
-        if op is _CommOp.AVG:
-            return cls.MEAN
-        raise ValueError(f"reduce_op must be tf.distribute.ReduceOp.SUM or .MEAN, got {op!r}")
-
-
-_COMM_OP = {ReduceOp.SUM: _CommOp.SUM, ReduceOp.MEAN: _CommOp.AVG}
+def _sum_or_mean(op: Any) -> ReduceOp:
+    """A strategy's ``reduce_op``: ``tf.distribute.ReduceOp.SUM`` or ``.MEAN``, or its name."""
+    if isinstance(op, str):
+        op = ReduceOp.__members__.get(op.upper(), op)
+    if op is ReduceOp.SUM or op is ReduceOp.MEAN:
+        return op
+    raise ValueError(f"reduce_op must be tf.distribute.ReduceOp.SUM or .MEAN, got {op!r}")
 
 
 # --- which strategy is current -------------------------------------------------------------------
@@ -201,10 +187,10 @@ class StrategyExtended:
         return self.num_workers > 1
 
     # collectives on NumPy values; single-replica: identity
-    def allreduce(self, array: np.ndarray, op: _CommOp) -> np.ndarray:
+    def allreduce(self, array: np.ndarray, op: ReduceOp) -> np.ndarray:
         return np.array(array, copy=True)
 
-    def batch_allreduce(self, arrays: list, op: _CommOp) -> list:
+    def batch_allreduce(self, arrays: list, op: ReduceOp) -> list:
         return [self.allreduce(a, op) for a in arrays]
 
     def broadcast(self, array: np.ndarray, root: int = 0) -> np.ndarray:
@@ -269,7 +255,7 @@ class StrategyExtended:
         # A worker with weight 0 (an empty slice) may hold NaN; it must not poison the sum.
         vector = np.array([float(values[k]) * weight if weight else 0.0 for k in keys]
                           + [weight], dtype=np.float64)
-        total = self.allreduce(vector, _CommOp.SUM)
+        total = self.allreduce(vector, ReduceOp.SUM)
         if total[-1] == 0:
             return {k: float("nan") for k in keys}
         return {k: float(total[i] / total[-1]) for i, k in enumerate(keys)}
@@ -282,11 +268,11 @@ class StrategyExtended:
         start = time.perf_counter()
         weight = self._batch_weight
         if weight is None:
-            reduced = self.batch_allreduce(list(arrays), _CommOp.AVG)
+            reduced = self.batch_allreduce(list(arrays), ReduceOp.AVG)
         else:
             scaled = [np.zeros_like(a) if weight == 0 else np.multiply(a, weight, dtype=a.dtype)
                       for a in (np.asarray(a) for a in arrays)]
-            reduced = self.batch_allreduce(scaled, _CommOp.SUM)
+            reduced = self.batch_allreduce(scaled, ReduceOp.SUM)
         out = [np.asarray(r, dtype=np.asarray(a).dtype).reshape(np.shape(a))
                for r, a in zip(reduced, arrays)]
         self.allreduce_seconds += time.perf_counter() - start
@@ -316,13 +302,13 @@ class MirroredExtended(StrategyExtended):
     def is_chief(self) -> bool:
         return process_group.is_chief()
 
-    def allreduce(self, array, op: _CommOp) -> np.ndarray:
+    def allreduce(self, array, op: ReduceOp) -> np.ndarray:
         array = _contiguous(array)
         if self.num_workers == 1:
             return np.array(array, copy=True)
         return self.comm.allreduce(array, op=op, algorithm=self.cross_device_ops.algorithm)
 
-    def batch_allreduce(self, arrays: list, op: _CommOp) -> list:
+    def batch_allreduce(self, arrays: list, op: ReduceOp) -> list:
         arrays = [_contiguous(a) for a in arrays]
         if self.num_workers == 1:
             return [np.array(a, copy=True) for a in arrays]
@@ -451,7 +437,7 @@ class ReplicaContext:
     def all_reduce(self, reduce_op: Any, value: Any) -> Any:
         """``value`` (a NumPy array or nested list/tuple/dict of them) summed or averaged
         across replicas; every replica must call this with the same structure and shapes."""
-        comm_op = _COMM_OP[ReduceOp.from_any(reduce_op)]
+        op = _sum_or_mean(reduce_op)
         leaves: list = []
 
         def collect(node):
@@ -463,7 +449,7 @@ class ReplicaContext:
             return len(leaves) - 1
 
         skeleton = collect(value)
-        reduced = self.strategy.extended.batch_allreduce(leaves, comm_op)
+        reduced = self.strategy.extended.batch_allreduce(leaves, op)
 
         def fill(node):
             if isinstance(node, dict):
@@ -544,7 +530,7 @@ class Strategy:
         replica along that axis, so replicas holding different numbers of rows are weighted
         by their row counts.
         """
-        op = ReduceOp.from_any(reduce_op)
+        op = _sum_or_mean(reduce_op)
         torch_side = _torch_strategy()
         if torch_side is not None and _is_torch_tensor(value):
             return torch_side.reduce(self, op, value, axis)
@@ -557,7 +543,7 @@ class Strategy:
         if axis is None:
             if op is ReduceOp.MEAN and not np.issubdtype(array.dtype, np.inexact):
                 array = array.astype(np.float64)
-            return self.extended.allreduce(array, _COMM_OP[op])
+            return self.extended.allreduce(array, op)
         if array.ndim == 0:
             raise ValueError("axis was given but the value is a scalar")
         axis = int(axis)
@@ -565,11 +551,11 @@ class Strategy:
             raise ValueError(f"axis {axis} is out of range for a value of shape {array.shape}")
         local = array.sum(axis=axis)
         if op is ReduceOp.SUM:
-            return self.extended.allreduce(local, _CommOp.SUM)
+            return self.extended.allreduce(local, ReduceOp.SUM)
         # One message carries the partial sums and the row count.
         packed = np.concatenate([np.ravel(local).astype(np.float64),
                                  [float(array.shape[axis])]])
-        total = self.extended.allreduce(packed, _CommOp.SUM)
+        total = self.extended.allreduce(packed, ReduceOp.SUM)
         if total[-1] == 0:
             raise ValueError("MEAN over an axis that is empty on every replica")
         mean = (total[:-1] / total[-1]).reshape(np.shape(local))
