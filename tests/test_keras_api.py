@@ -130,3 +130,167 @@ def test_adadelta_follows_its_update_rule():
         w -= update
         model.train_on_batch(x, x)
     assert weight(model) == pytest.approx(w, rel=1e-4)
+
+
+# --- backend -------------------------------------------------------------------------------------
+
+def test_backend_ops_match_numpy():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(3, 4)).astype(np.float32)
+    b = rng.normal(size=(4, 2)).astype(np.float32)
+    with tf.Graph().as_default():
+        x, y = K.constant(a), K.constant(b)
+        checks = [
+            (K.mean(x), a.mean()), (K.mean(x, axis=1, keepdims=True), a.mean(1, keepdims=True)),
+            (K.sum(x, axis=0), a.sum(0)), (K.max(x, axis=-1), a.max(-1)), (K.min(x), a.min()),
+            (K.var(x, axis=0), a.var(0)), (K.std(x), a.std()), (K.abs(x), np.abs(a)),
+            (K.square(x), a ** 2), (K.exp(x), np.exp(a)), (K.clip(x, -0.5, 0.5),
+                                                           np.clip(a, -0.5, 0.5)),
+            (K.l2_normalize(x, axis=1), a / np.linalg.norm(a, axis=1, keepdims=True)),
+            (K.concatenate([x, x]), np.concatenate([a, a], -1)),
+            (K.concatenate([x, x], axis=0), np.concatenate([a, a], 0)),
+            (K.relu(x), np.maximum(a, 0)),
+            (K.relu(x, alpha=0.1, max_value=0.5), np.minimum(np.where(a > 0, a, 0.1 * a), 0.5)),
+            (K.softmax(x), np.exp(a) / np.exp(a).sum(1, keepdims=True)),
+            (K.dot(x, y), a @ b), (K.transpose(x), a.T),
+            (K.permute_dimensions(x, (1, 0)), a.T), (K.expand_dims(x, 1), a[:, None]),
+            (K.repeat_elements(x, 2, axis=1), np.repeat(a, 2, axis=1)),
+            (K.argmax(x), a.argmax(-1)), (K.cast(K.greater(x, 0), "float32"),
+                                          (a > 0).astype(np.float32)),
+            (K.switch(K.greater(x, 0), x, -x), np.abs(a)), (K.pow(x, 2), a ** 2),
+            (K.batch_flatten(K.reshape(x, (3, 2, 2))), a), (K.stack([x, x], axis=1),
+                                                             np.stack([a, a], 1)),
+        ]
+        for tensor, want in checks:
+            np.testing.assert_allclose(K.eval(tensor), want, rtol=1e-5, atol=1e-6)
+        assert K.int_shape(x) == (3, 4) and K.ndim(x) == 2 and K.dtype(x) == "float32"
+    assert K.image_data_format() == "channels_last" == keras.config.image_data_format()
+    with pytest.raises(tf.errors.UnsupportedFeatureError, match="channels_last"):
+        K.set_image_data_format("channels_first")
+    v = K.variable(np.ones((2, 2)))
+    K.set_value(v, np.full((2, 2), 3.0))
+    np.testing.assert_array_equal(K.get_value(v), np.full((2, 2), 3.0))
+    assert keras.config.floatx() == "float32" and keras.config.epsilon() == 1e-7
+
+
+def test_backend_ops_on_keras_tensors_become_model_nodes():
+    inp = keras.Input((4,))
+    out = K.concatenate([K.mean(inp, axis=1, keepdims=True), K.l2_normalize(inp, axis=-1),
+                         K.relu(inp - 1.0)])
+    model = keras.Model(inp, out)
+    x = np.array([[1, 2, 3, 4], [-1, 0, 5, 2]], np.float32)
+    want = np.concatenate([x.mean(1, keepdims=True), x / np.linalg.norm(x, axis=1,
+                                                                        keepdims=True),
+                           np.maximum(x - 1, 0)], 1)
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5)
+
+
+# --- metrics and losses (the numbers of Keras's documentation) -----------------------------------
+
+def test_stateful_metrics_give_keras_documented_values():
+    m = keras.metrics.Mean()
+    m.update_state([1, 3, 5, 7])
+    assert m.result().numpy() == 4.0
+    m.reset_states()
+    m.update_state([1, 3, 5, 7], sample_weight=[1, 1, 0, 0])
+    assert m.result() == 2.0
+    s = keras.metrics.Sum()
+    assert s([1, 3, 5, 7]) == 16.0
+    cases = [
+        (keras.metrics.Accuracy(), [[1], [2], [3], [4]], [[0], [2], [3], [4]], 0.75,
+         [1, 1, 0, 0], 0.5),
+        (keras.metrics.SparseCategoricalAccuracy(), [[2], [1]],
+         [[0.1, 0.6, 0.3], [0.05, 0.95, 0]], 0.5, [0.7, 0.3], 0.3),
+        (keras.metrics.CategoricalAccuracy(), [[0, 0, 1], [0, 1, 0]],
+         [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], 0.5, [0.7, 0.3], 0.3),
+        (keras.metrics.BinaryAccuracy(), [[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]],
+         0.75, [1, 0, 0, 1], 0.5),
+        (keras.metrics.MeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], 0.25, [1, 0],
+         0.5),
+        (keras.metrics.RootMeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], 0.5,
+         [1, 0], np.sqrt(0.5)),
+        (keras.metrics.Precision(), [0, 1, 1, 1], [1, 0, 1, 1], 2 / 3, [0, 0, 1, 0], 1.0),
+        (keras.metrics.Recall(), [0, 1, 1, 1], [1, 0, 1, 1], 2 / 3, [0, 0, 1, 0], 1.0),
+        (keras.metrics.SparseCategoricalCrossentropy(), [1, 2],
+         [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], 1.1769392, None, None),
+    ]
+    for metric, y_true, y_pred, plain, weights, weighted in cases:
+        metric.update_state(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32))
+        assert metric.result() == pytest.approx(plain, rel=1e-5), metric.name
+        if weights is not None:
+            metric.reset_states()
+            metric.update_state(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32),
+                                sample_weight=weights)
+            assert metric.result() == pytest.approx(weighted, rel=1e-5), metric.name
+    with tf.Graph().as_default(), pytest.raises(TypeError, match="not graph tensors"):
+        keras.metrics.Mean().update_state(tf.constant([1.0]))
+
+
+def test_metric_objects_still_work_in_compile():
+    x = np.array([[1.0], [-1.0], [2.0], [-3.0]], np.float32)
+    y = (x > 0).astype(np.float32)
+    model = keras.Sequential([layers.Dense(1, activation="sigmoid", input_shape=(1,),
+                                           kernel_initializer="ones")])
+    model.compile("sgd", "binary_crossentropy", metrics=[keras.metrics.BinaryAccuracy()])
+    assert model.evaluate(x, y, verbose=0)[1] == 1.0
+
+
+def test_loss_reduction_like_the_keras_documentation():
+    y_true = np.array([[0.0, 1.0], [0.0, 0.0]], np.float32)
+    y_pred = np.array([[1.0, 1.0], [1.0, 0.0]], np.float32)
+    R = keras.losses.Reduction
+    assert set(R.all()) == {"auto", "none", "sum", "sum_over_batch_size"}
+    with tf.Graph().as_default():
+        t, p = tf.constant(y_true), tf.constant(y_pred)
+        mean = keras.losses.MeanSquaredError()(t, p)
+        total = keras.losses.MeanSquaredError(reduction=R.SUM)(t, p)
+        each = keras.losses.MeanSquaredError(reduction=R.NONE)(t, p)
+        assert K.eval(mean) == pytest.approx(0.5) and K.eval(total) == pytest.approx(1.0)
+        np.testing.assert_allclose(K.eval(each), [0.5, 0.5])
+    with pytest.raises(ValueError, match="Invalid Reduction Key"):
+        keras.losses.MeanSquaredError(reduction="mean")
+
+    class Halved(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return K.mean(K.square(y_pred - y_true), axis=-1) / 2
+
+    with tf.Graph().as_default():
+        assert K.eval(Halved()(tf.constant(y_true), tf.constant(y_pred))) == pytest.approx(0.25)
+
+
+# --- regularizers, sequences ---------------------------------------------------------------------
+
+def test_regularizers_add_their_penalty_to_the_loss_and_its_gradient():
+    # w*x with loss -w*x and an l2(0.1) kernel penalty: the loss is -w*mean(x) + 0.1*w^2 and one
+    # SGD(0.5) step moves w by 0.5 * (mean(x) - 0.2*w).
+    model = keras.Sequential([layers.Dense(1, use_bias=False, input_shape=(1,),
+                                           kernel_initializer=keras.initializers.Constant(2.0),
+                                           kernel_regularizer=keras.regularizers.l2(0.1))])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=lambda y_true, y_pred: -y_pred)
+    x = np.full((4, 1), 3.0, np.float32)
+    assert len(model.losses) == 1
+    assert model.evaluate(x, x, verbose=0) == pytest.approx(-2.0 * 3.0 + 0.1 * 4.0)
+    model.train_on_batch(x, x)
+    assert weight(model) == pytest.approx(2.0 + 0.5 * (3.0 - 0.2 * 2.0))
+    reg = keras.regularizers.l1_l2(l1=0.01, l2=0.02)
+    with tf.Graph().as_default():
+        w = np.array([1.0, -2.0], np.float32)
+        assert K.eval(reg(tf.constant(w))) == pytest.approx(0.01 * 3 + 0.02 * 5)
+    assert keras.regularizers.get("l2").l2 == 0.01
+    with pytest.raises(tf.errors.UnsupportedFeatureError, match="activity_regularizer"):
+        layers.Dense(2, activity_regularizer="l2")
+
+
+def test_pad_sequences_like_the_keras_documentation():
+    pad = keras.preprocessing.sequence.pad_sequences
+    seqs = [[1], [2, 3], [4, 5, 6]]
+    np.testing.assert_array_equal(pad(seqs), [[0, 0, 1], [0, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(pad(seqs, value=-1), [[-1, -1, 1], [-1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(pad(seqs, padding="post"), [[1, 0, 0], [2, 3, 0], [4, 5, 6]])
+    np.testing.assert_array_equal(pad(seqs, maxlen=2), [[0, 1], [2, 3], [5, 6]])
+    np.testing.assert_array_equal(pad(seqs, maxlen=2, truncating="post"),
+                                  [[0, 1], [2, 3], [4, 5]])
+    assert pad([[], [1]]).tolist() == [[0], [1]] and pad(seqs).dtype == np.int32
+    assert keras.utils.pad_sequences is pad
+    with pytest.raises(ValueError, match="padding"):
+        pad(seqs, padding="middle")

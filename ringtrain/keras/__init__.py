@@ -4,20 +4,24 @@ from . import (
     activations,
     backend,
     callbacks,
+    config,
     initializers,
     layers,
     losses,
     metrics,
     models,
     optimizers,
+    preprocessing,
+    regularizers,
     utils,
 )
 from .layers import Input, Layer
 from .models import Model, Sequential
 
 __all__ = [
-    "Input", "Layer", "Model", "Sequential", "activations", "backend", "callbacks",
-    "initializers", "layers", "losses", "metrics", "models", "optimizers", "utils",
+    "Input", "Layer", "Model", "Sequential", "activations", "backend", "callbacks", "config",
+    "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing",
+    "regularizers", "utils",
 ]
 
 

@@ -181,3 +181,475 @@ def set_value(x: Any, value: Any) -> None:
         x.assign(value)
         return
     batch_set_value([x], [value])
+
+
+# --- ops: tf.keras.backend's functions on core tensors ----------------------------------------
+# Each works on graph tensors and, in the functional API, on KerasTensors (it becomes a node of
+# the model, as Keras's TFOpLambda). Axis arguments follow Keras (axis=None: all axes).
+
+def _keras_op(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def op(*args: Any, **kwargs: Any) -> Any:
+        from .layers import op_node
+        return op_node(fn, args, kwargs, name=fn.__name__)
+    return op
+
+
+def _core() -> Any:
+    from .. import core
+    return core
+
+
+def _as_float(x: Any) -> Any:
+    core = _core()
+    x = core.convert_to_tensor(x)
+    return x if x.dtype.is_floating else core.cast(x, floatx())
+
+
+@_keras_op
+def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _core().reduce_mean(_as_float(x), axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _core().reduce_sum(x, axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _core().reduce_prod(x, axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _core().reduce_max(x, axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _core().reduce_min(x, axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def var(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """The population variance (divided by N), as Keras computes it."""
+    core = _core()
+    x = _as_float(x)
+    centered = x - core.reduce_mean(x, axis=axis, keepdims=True)
+    return core.reduce_mean(core.square(centered), axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def std(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _core().sqrt(var.__wrapped__(x, axis=axis, keepdims=keepdims))
+
+
+@_keras_op
+def all(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    core = _core()
+    return core.reduce_all(core.cast(x, core.bool), axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def any(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    core = _core()
+    return core.reduce_any(core.cast(x, core.bool), axis=axis, keepdims=keepdims)
+
+
+@_keras_op
+def argmax(x: Any, axis: int = -1) -> Any:
+    return _core().argmax(x, axis=axis)
+
+
+@_keras_op
+def argmin(x: Any, axis: int = -1) -> Any:
+    return _core().argmin(x, axis=axis)
+
+
+def _unary(core_name: str, doc: str) -> Any:
+    def op(x: Any) -> Any:
+        return getattr(_core(), core_name)(x)
+    op.__name__ = op.__qualname__ = core_name if core_name != "negative" else "neg"
+    op.__doc__ = doc
+    return _keras_op(op)
+
+
+abs = _unary("abs", "|x|")
+exp = _unary("exp", "e^x")
+log = _unary("log", "natural logarithm")
+sqrt = _unary("sqrt", "square root")
+square = _unary("square", "x^2")
+sign = _unary("sign", "-1, 0 or 1")
+round = _unary("round", "round half to even")
+cos = _unary("cos", "cosine")
+sin = _unary("sin", "sine")
+sigmoid = _unary("sigmoid", "1 / (1 + e^-x)")
+tanh = _unary("tanh", "hyperbolic tangent")
+
+
+@_keras_op
+def pow(x: Any, a: Any) -> Any:
+    return _core().pow(x, a)
+
+
+@_keras_op
+def clip(x: Any, min_value: Any, max_value: Any) -> Any:
+    if max_value is not None and min_value is not None and max_value < min_value:
+        max_value = min_value
+    return _core().clip_by_value(x, min_value, max_value)
+
+
+def _binary(core_name: str) -> Any:
+    def op(x: Any, y: Any) -> Any:
+        return getattr(_core(), core_name)(x, y)
+    op.__name__ = op.__qualname__ = core_name
+    return _keras_op(op)
+
+
+maximum = _binary("maximum")
+minimum = _binary("minimum")
+equal = _binary("equal")
+not_equal = _binary("not_equal")
+greater = _binary("greater")
+greater_equal = _binary("greater_equal")
+less = _binary("less")
+less_equal = _binary("less_equal")
+
+
+@_keras_op
+def relu(x: Any, alpha: float = 0.0, max_value: float | None = None,
+         threshold: float = 0.0) -> Any:
+    from . import activations
+    return activations.relu(x, alpha=alpha, max_value=max_value, threshold=threshold)
+
+
+@_keras_op
+def elu(x: Any, alpha: float = 1.0) -> Any:
+    from . import activations
+    return activations.elu(x, alpha)
+
+
+@_keras_op
+def softmax(x: Any, axis: int = -1) -> Any:
+    from . import activations
+    return activations.softmax(x, axis=axis)
+
+
+@_keras_op
+def softplus(x: Any) -> Any:
+    from . import activations
+    return activations.softplus(x)
+
+
+@_keras_op
+def l2_normalize(x: Any, axis: Any = None) -> Any:
+    return _core().nn.l2_normalize(x, axis=axis)
+
+
+@_keras_op
+def dot(x: Any, y: Any) -> Any:
+    """Matrix product; for rank > 2, Keras's rule: contract x's last axis with y's
+    second-to-last."""
+    core = _core()
+    rx, ry = x.shape.ndims, y.shape.ndims
+    if rx == 2 and ry == 2:
+        return core.matmul(x, y)
+    return core.tensordot(x, y, axes=[[rx - 1], [ry - 2 if ry >= 2 else 0]])
+
+
+@_keras_op
+def batch_dot(x: Any, y: Any, axes: Any = None) -> Any:
+    """Per-sample dot products (see ``tf.keras.layers.Dot``)."""
+    from .merging import Dot
+    rx, ry = x.shape.ndims, y.shape.ndims
+    if axes is None:
+        axes = (rx - 1, ry - 2 if ry > 2 else ry - 1)
+    return Dot(axes)._merge([x, y])
+
+
+@_keras_op
+def concatenate(tensors: list, axis: int = -1) -> Any:
+    core = _core()
+    rank = tensors[0].shape.ndims
+    return core.concat(list(tensors), axis=axis % rank if axis < 0 and rank else axis)
+
+
+@_keras_op
+def stack(x: list, axis: int = 0) -> Any:
+    return _core().stack(list(x), axis=axis)
+
+
+@_keras_op
+def expand_dims(x: Any, axis: int = -1) -> Any:
+    return _core().expand_dims(x, axis)
+
+
+@_keras_op
+def squeeze(x: Any, axis: int) -> Any:
+    return _core().squeeze(x, [axis])
+
+
+@_keras_op
+def reshape(x: Any, shape: Any) -> Any:
+    return _core().reshape(x, shape)
+
+
+@_keras_op
+def flatten(x: Any) -> Any:
+    return _core().reshape(x, [-1])
+
+
+@_keras_op
+def batch_flatten(x: Any) -> Any:
+    import math
+    dims = x.shape.as_list()[1:]
+    return _core().reshape(x, [-1, math.prod(dims)] if None not in dims else [_core().shape(x)[0],
+                                                                             -1])
+
+
+@_keras_op
+def permute_dimensions(x: Any, pattern: Any) -> Any:
+    return _core().transpose(x, list(pattern))
+
+
+@_keras_op
+def transpose(x: Any) -> Any:
+    return _core().transpose(x)
+
+
+@_keras_op
+def tile(x: Any, n: Any) -> Any:
+    return _core().tile(x, [n] if isinstance(n, int) else list(n))
+
+
+@_keras_op
+def repeat_elements(x: Any, rep: int, axis: int) -> Any:
+    """Each slice of ``x`` along ``axis`` repeated ``rep`` times (np.repeat)."""
+    core = _core()
+    rank = x.shape.ndims
+    axis = axis % rank
+    expanded = core.expand_dims(x, axis + 1)
+    tiled = core.tile(expanded, [1] * (axis + 1) + [rep] + [1] * (rank - axis - 1))
+    dims = x.shape.as_list()
+    return core.reshape(tiled, [-1 if i == 0 else (d * rep if i == axis else d)
+                                for i, d in enumerate(dims)])
+
+
+@_keras_op
+def gather(reference: Any, indices: Any) -> Any:
+    return _core().gather(reference, indices)
+
+
+@_keras_op
+def one_hot(indices: Any, num_classes: int) -> Any:
+    return _core().one_hot(indices, num_classes)
+
+
+@_keras_op
+def cast(x: Any, dtype: Any) -> Any:
+    return _core().cast(x, dtype)
+
+
+@_keras_op
+def switch(condition: Any, then_expression: Any, else_expression: Any) -> Any:
+    core = _core()
+    return core.where(core.cast(condition, core.bool), then_expression, else_expression)
+
+
+@_keras_op
+def stop_gradient(variables: Any) -> Any:
+    return _core().stop_gradient(variables)
+
+
+@_keras_op
+def zeros_like(x: Any, dtype: Any = None) -> Any:
+    return _core().zeros_like(x, dtype=dtype)
+
+
+@_keras_op
+def ones_like(x: Any, dtype: Any = None) -> Any:
+    return _core().ones_like(x, dtype=dtype)
+
+
+@_keras_op
+def categorical_crossentropy(target: Any, output: Any, from_logits: bool = False,
+                             axis: int = -1) -> Any:
+    from . import losses
+    return losses.categorical_crossentropy(target, output, from_logits=from_logits)
+
+
+@_keras_op
+def sparse_categorical_crossentropy(target: Any, output: Any, from_logits: bool = False,
+                                    axis: int = -1) -> Any:
+    from . import losses
+    return losses.sparse_categorical_crossentropy(target, output, from_logits=from_logits)
+
+
+@_keras_op
+def binary_crossentropy(target: Any, output: Any, from_logits: bool = False) -> Any:
+    from . import losses
+    return losses.binary_crossentropy(target, output, from_logits=from_logits)
+
+
+def constant(value: Any, dtype: Any = None, shape: Any = None, name: str | None = None) -> Any:
+    return _core().constant(value, dtype=dtype or floatx(), shape=shape,
+                            name=name or "Const")
+
+
+def zeros(shape: Any, dtype: Any = None, name: str | None = None) -> Any:
+    return _core().zeros(shape, dtype=dtype or floatx(), name=name)
+
+
+def ones(shape: Any, dtype: Any = None, name: str | None = None) -> Any:
+    return _core().ones(shape, dtype=dtype or floatx(), name=name)
+
+
+def arange(start: Any, stop: Any = None, step: int = 1, dtype: str = "int32") -> Any:
+    return _core().range(start, stop, step, dtype=dtype)
+
+
+def random_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None,
+                  seed: int | None = None) -> Any:
+    return _core().random_normal(shape, mean, stddev, dtype=dtype or floatx(), seed=seed)
+
+
+def random_uniform(shape: Any, minval: float = 0.0, maxval: float = 1.0, dtype: Any = None,
+                   seed: int | None = None) -> Any:
+    return _core().random_uniform(shape, minval, maxval, dtype=dtype or floatx(), seed=seed)
+
+
+def variable(value: Any, dtype: Any = None, name: str | None = None, constraint: Any = None
+             ) -> Any:
+    """A variable in the default graph; ``get_value`` initializes it in the Keras session."""
+    if constraint is not None:
+        raise ValueError("variable(constraint=...) is not supported")
+    return _core().Variable(np.asarray(value, dtype=dtype or floatx()), name=name)
+
+
+def placeholder(shape: Any = None, ndim: int | None = None, dtype: Any = None,
+                name: str | None = None) -> Any:
+    if shape is None and ndim is not None:
+        shape = (None,) * int(ndim)
+    return _core().placeholder(dtype or floatx(), shape=shape, name=name)
+
+
+def eval(x: Any) -> np.ndarray:
+    """The value of a variable or of a tensor that needs no feed."""
+    core = _core()
+    if isinstance(x, core.Variable):
+        return get_value(x)
+    graph = x.graph
+    initialize_variables(graph_variables(graph), graph)
+    return get_session(graph).run(x)
+
+
+def shape(x: Any) -> Any:
+    return _core().shape(x)
+
+
+def int_shape(x: Any) -> tuple | None:
+    """The static shape as a tuple (None for unknown dimensions)."""
+    if hasattr(x, "_keras_history"):
+        return tuple(x.shape)
+    shp = getattr(x, "shape", None)
+    if hasattr(shp, "as_list"):
+        dims = shp.as_list() if shp.ndims is not None else None
+        return None if dims is None else tuple(dims)
+    return tuple(np.shape(x))
+
+
+def ndim(x: Any) -> int | None:
+    dims = int_shape(x)
+    return None if dims is None else len(dims)
+
+
+def dtype(x: Any) -> str:
+    dt = x.dtype
+    return dt if isinstance(dt, str) else getattr(dt, "name", str(dt))
+
+
+def count_params(x: Any) -> int:
+    import math
+    return int(math.prod(int_shape(x)))
+
+
+def is_keras_tensor(x: Any) -> bool:
+    return hasattr(x, "_keras_history")
+
+
+def gradients(loss: Any, variables: list) -> list:
+    return _core().gradients(loss, variables)
+
+
+def update(x: Any, new_x: Any) -> Any:
+    return _core().assign(x, new_x)
+
+
+def update_add(x: Any, increment: Any) -> Any:
+    return _core().assign_add(x, increment)
+
+
+def update_sub(x: Any, decrement: Any) -> Any:
+    return _core().assign_sub(x, decrement)
+
+
+def moving_average_update(x: Any, value: Any, momentum: float) -> Any:
+    """``x = x * momentum + value * (1 - momentum)`` as an assign op."""
+    return _core().assign(x, x * momentum + value * (1.0 - momentum))
+
+
+_IMAGE_DATA_FORMAT = ["channels_last"]
+
+
+def image_data_format() -> str:
+    """'channels_last' (NHWC), the only layout ringtrain's convolutions use."""
+    return _IMAGE_DATA_FORMAT[0]
+
+
+def set_image_data_format(data_format: str) -> None:
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got "
+                         f"{data_format!r}")
+    if data_format == "channels_first":
+        from ..errors import UnsupportedFeatureError
+        raise UnsupportedFeatureError(
+            None, None, "channels_first is not supported by ringtrain's Keras (convolutions "
+            "are NHWC); keep 'channels_last' and transpose NCHW data with np.transpose(x, "
+            "(0, 2, 3, 1))")
+    _IMAGE_DATA_FORMAT[0] = data_format
+
+
+def learning_phase() -> int:
+    """0 (inference) outside fit; layers get ``training`` from fit and evaluate directly."""
+    from .layers import current_context
+    ctx = current_context()
+    return int(bool(ctx.training)) if ctx is not None else 0
+
+
+def set_learning_phase(value: int) -> None:
+    if value not in (0, 1):
+        raise ValueError(f"learning phase must be 0 or 1, got {value!r}")
+    if value == 1:
+        from ..errors import UnsupportedFeatureError
+        raise UnsupportedFeatureError(
+            None, None, "set_learning_phase(1) is not supported: ringtrain's Keras passes "
+            "training=True to the layers inside fit; call layers with training=True yourself")
+
+
+def name_scope(name: str) -> Any:
+    return _core().name_scope(name)
+
+
+def print_tensor(x: Any, message: str = "") -> Any:
+    """``x``, printing ``message`` and its value each time it is computed."""
+    core = _core()
+
+    def show(value: np.ndarray) -> np.ndarray:
+        print(message, value)
+        return value
+    out = core.py_func(show, [x], x.dtype)
+    out.set_shape(x.shape)
+    return out

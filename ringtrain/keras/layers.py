@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import core
 from ..data.structure import flatten, is_nested, map_structure, pack_as
-from . import activations, backend, initializers
+from . import activations, backend, initializers, regularizers
 
 # --- call context: the training flag and the update ops of the call in progress ------------------
 
@@ -183,10 +183,25 @@ class Layer:
         self._graph = None
         self._numpy_cache: dict = {}
         self._initial_weights = None
+        self._regularizer_for: dict[str, Any] = {}   # weight name -> regularizer
+        self._penalties: list[tuple[Any, Any]] = []  # (variable, regularizer)
+        self._added_losses: list = []
+        self._penalty_cache: dict[int, Any] = {}
 
     def __init__(self, trainable: bool = True, name: str | None = None, dtype: Any = None,
                  input_shape: Any = None, batch_input_shape: Any = None,
                  batch_size: int | None = None, input_dim: int | None = None, **kwargs: Any):
+        for key in [k for k in kwargs if k.endswith(("_regularizer", "_constraint"))]:
+            value = kwargs.pop(key)
+            if value is None:
+                continue
+            if key == "activity_regularizer" or key.endswith("_constraint"):
+                from ..errors import UnsupportedFeatureError
+                raise UnsupportedFeatureError(
+                    None, None, f"{type(self).__name__}({key}=...) is not supported by "
+                    f"ringtrain's Keras; use a weight regularizer (kernel_regularizer=...) "
+                    f"or add the penalty to the loss")
+            self._regularizer_for[key[:-len("_regularizer")]] = regularizers.get(value)
         unknown = set(kwargs) - {"dynamic", "autocast", "input_length", "weights"}
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
@@ -282,9 +297,10 @@ class Layer:
 
     # -- building --
     def add_weight(self, name: str, shape: Any, dtype: Any = None, initializer: Any = None,
-                   trainable: bool = True, **kwargs: Any) -> Any:
+                   trainable: bool = True, regularizer: Any = None, **kwargs: Any) -> Any:
         """Create a variable ``<layer>/<name>`` in the graph being built, with a NumPy initial
-        value from ``initializer`` (glorot_uniform for floats by default)."""
+        value from ``initializer`` (glorot_uniform for floats by default); its ``regularizer``
+        (or the layer's ``<name>_regularizer``) adds a penalty to ``losses``."""
         dtype = core.as_dtype(dtype or self.dtype)
         if initializer is None:
             initializer = "glorot_uniform" if dtype.is_floating else "zeros"
@@ -294,7 +310,30 @@ class Layer:
             var = core.Variable(value, name=f"{self.name}/{name}", trainable=trainable,
                                 dtype=dtype)
         self._own_weights.append((var, bool(trainable)))
+        regularizer = regularizers.get(regularizer) or self._regularizer_for.get(name)
+        if regularizer is not None:
+            self._penalties.append((var, regularizer))
         return var
+
+    def add_loss(self, loss: Any) -> None:
+        """Add a scalar tensor (e.g. a penalty computed in ``call``) to ``losses``."""
+        self._added_losses.append(loss)
+
+    @property
+    def losses(self) -> list:
+        """The regularization penalties of this layer's and its sublayers' weights, and the
+        tensors given to ``add_loss``, as scalar tensors of the weights' graph."""
+        out = []
+        for layer in self._all_layers():
+            for var, regularizer in layer._penalties:
+                penalty = layer._penalty_cache.get(id(var))
+                if penalty is None:
+                    with var.graph.as_default(), core.name_scope(f"{layer.name}/regularizer"):
+                        penalty = regularizer(var)
+                    layer._penalty_cache[id(var)] = penalty
+                out.append(penalty)
+            out.extend(layer._added_losses)
+        return out
 
     def build(self, input_shape: Any) -> None:
         self.built = True

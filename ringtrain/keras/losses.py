@@ -89,53 +89,94 @@ mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
 
 
-class Loss:
-    """A loss object: ``call(y_true, y_pred)`` gives per-sample values, ``__call__`` their mean."""
+class Reduction:
+    """How a Loss object turns per-sample losses into its result (``tf.keras.losses.Reduction``).
 
-    def __init__(self, fn: Callable, name: str, **kwargs: Any):
+    AUTO and SUM_OVER_BATCH_SIZE: the mean over the batch; SUM: the sum; NONE: per-sample.
+    """
+
+    AUTO = "auto"
+    NONE = "none"
+    SUM = "sum"
+    SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
+
+    @classmethod
+    def all(cls) -> tuple[str, ...]:
+        return (cls.AUTO, cls.NONE, cls.SUM, cls.SUM_OVER_BATCH_SIZE)
+
+    @classmethod
+    def validate(cls, key: str) -> None:
+        if key not in cls.all():
+            raise ValueError(f'Invalid Reduction Key: {key}. Expected keys are "{cls.all()}"')
+
+
+class Loss:
+    """A loss object: ``call(y_true, y_pred)`` gives per-sample values, ``__call__`` reduces
+    them as ``reduction`` says. Subclass it and define ``call``, or wrap a function."""
+
+    def __init__(self, fn: Callable | None = None, name: str | None = None,
+                 reduction: str = Reduction.AUTO, **kwargs: Any):
+        if isinstance(fn, str) and fn in Reduction.all():  # Keras's Loss(reduction, name)
+            fn, reduction = None, fn
+        Reduction.validate(reduction)
         self.fn = fn
-        self.name = name
+        self.name = name or (getattr(fn, "__name__", None) if fn else None) or \
+            backend.snake_case(type(self).__name__)
+        self.reduction = reduction
         self._kwargs = kwargs
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        if self.fn is None:
+            raise NotImplementedError(f"{type(self).__name__} must define call(y_true, y_pred)")
         return self.fn(y_true, y_pred, **self._kwargs)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         per = self.call(y_true, y_pred)
         if sample_weight is not None:
             per = per * sample_weight
-        return core.reduce_mean(per)
+        return self.reduce(per)
+
+    def reduce(self, per_sample: Any) -> Any:
+        """The per-sample losses reduced as ``reduction`` says (a scalar passes through)."""
+        if self.reduction == Reduction.NONE or per_sample.shape.ndims == 0:
+            return per_sample
+        if self.reduction == Reduction.SUM:
+            return core.reduce_sum(per_sample)
+        return core.reduce_mean(per_sample)
 
     def get_config(self) -> dict:
-        return {"name": self.name, **self._kwargs}
+        return {"name": self.name, "reduction": self.reduction, **self._kwargs}
 
 
 class SparseCategoricalCrossentropy(Loss):
-    def __init__(self, from_logits: bool = False, name: str = "sparse_categorical_crossentropy",
-                 **kwargs: Any):
-        super().__init__(sparse_categorical_crossentropy, name, from_logits=from_logits)
+    def __init__(self, from_logits: bool = False, reduction: str = Reduction.AUTO,
+                 name: str = "sparse_categorical_crossentropy", **kwargs: Any):
+        super().__init__(sparse_categorical_crossentropy, name, reduction,
+                         from_logits=from_logits)
 
 
 class CategoricalCrossentropy(Loss):
-    def __init__(self, from_logits: bool = False, name: str = "categorical_crossentropy",
-                 **kwargs: Any):
-        super().__init__(categorical_crossentropy, name, from_logits=from_logits)
+    def __init__(self, from_logits: bool = False, reduction: str = Reduction.AUTO,
+                 name: str = "categorical_crossentropy", **kwargs: Any):
+        super().__init__(categorical_crossentropy, name, reduction, from_logits=from_logits)
 
 
 class BinaryCrossentropy(Loss):
-    def __init__(self, from_logits: bool = False, name: str = "binary_crossentropy",
-                 **kwargs: Any):
-        super().__init__(binary_crossentropy, name, from_logits=from_logits)
+    def __init__(self, from_logits: bool = False, reduction: str = Reduction.AUTO,
+                 name: str = "binary_crossentropy", **kwargs: Any):
+        super().__init__(binary_crossentropy, name, reduction, from_logits=from_logits)
 
 
 class MeanSquaredError(Loss):
-    def __init__(self, name: str = "mean_squared_error", **kwargs: Any):
-        super().__init__(mean_squared_error, name)
+    def __init__(self, reduction: str = Reduction.AUTO, name: str = "mean_squared_error",
+                 **kwargs: Any):
+        super().__init__(mean_squared_error, name, reduction)
 
 
 class MeanAbsoluteError(Loss):
-    def __init__(self, name: str = "mean_absolute_error", **kwargs: Any):
-        super().__init__(mean_absolute_error, name)
+    def __init__(self, reduction: str = Reduction.AUTO, name: str = "mean_absolute_error",
+                 **kwargs: Any):
+        super().__init__(mean_absolute_error, name, reduction)
 
 
 _BY_NAME: dict[str, Callable[[], Loss]] = {

@@ -523,6 +523,11 @@ class Sequential(Model):
         self._maybe_build()
         return super().non_trainable_weights
 
+    @property
+    def losses(self) -> list:
+        self._maybe_build()
+        return super().losses
+
     def _maybe_build(self) -> None:
         # Keras builds a Sequential as soon as its input shape is known; we build on first need.
         if self._infer_out is None and not self._building and \

@@ -148,9 +148,11 @@ class Trainer:
             with CallContext(training=True) as cctx:
                 train_out = self(self._inputs_ph, training=True)
             metric_objs = [metrics_mod.get(m, self.loss, out_shape) for m in self._metric_ids]
-            loss_t = _mean(self._loss_obj.call(labels, train_out))
+            penalties = [p for p in self.losses if p.graph is self.graph]
+            loss_t = self._total_loss(self._loss_obj.call(labels, train_out), penalties)
             train_metrics = [_mean(m.call(labels, train_out)) for m in metric_objs]
-            eval_loss = _mean(self._loss_obj.call(labels, self._infer_out))
+            eval_loss = self._total_loss(self._loss_obj.call(labels, self._infer_out),
+                                         penalties)
             eval_metrics = [_mean(m.call(labels, self._infer_out)) for m in metric_objs]
             var_list = self.trainable_weights
             if not var_list:
@@ -179,6 +181,14 @@ class Trainer:
             "label_shape": y_arrays.shape[1:],
         }
         return self._train_graph
+
+    def _total_loss(self, per_sample: Any, penalties: list) -> Any:
+        """The batch loss (mean, or sum for Reduction.SUM) plus the regularization penalties,
+        as Keras reports and minimizes it."""
+        loss = self._loss_obj.reduce(per_sample) if \
+            getattr(self._loss_obj, "reduction", None) == losses.Reduction.SUM else \
+            _mean(per_sample)
+        return core.add_n([loss, *penalties]) if penalties else loss
 
     # -- running --
     def _feed(self, x: Any, y: Any = None) -> dict:

@@ -1,4 +1,4 @@
-"""tf.keras.utils: seeding and label helpers."""
+"""tf.keras.utils: seeding, label and sequence helpers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import random
 from typing import Any
 
 import numpy as np
+
+from .preprocessing.sequence import pad_sequences
+
+__all__ = ["pad_sequences", "set_random_seed", "to_categorical"]
 
 
 def set_random_seed(seed: int) -> None:
