@@ -149,3 +149,32 @@ def test_staged_gpu_collectives_two_workers_on_one_gpu(ringrun):
         "print('GPU-STAGED-OK')\n")
     res = ringrun(2, code=code, timeout=120).check()
     assert all("GPU-STAGED-OK" in res.stdout_of(r) for r in range(2))
+
+
+# --- the process group on a GPU worker, with the GPU pieces replaced by stand-ins ----------------
+
+def test_init_wraps_the_host_backend_for_gpu_workers(monkeypatch):
+    from ringtrain.comm.device import StagedCommunicator
+    from ringtrain.world import process_group as pg
+
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 2)
+    monkeypatch.setitem(__import__("sys").modules, "cupy", None)     # CuPy not installed
+    monkeypatch.setattr(pg, "_comm", None)
+    comm = pg.init(backend="local")
+    try:
+        assert pg.device() == "cuda:0"
+        assert isinstance(comm, StagedCommunicator) and comm.host.backend == "local"
+    finally:
+        pg.shutdown()
+    with pytest.raises(ConfigError, match="needs CuPy"):
+        pg.init(backend="nccl")
+    assert not pg.is_initialized()
+
+
+def test_nccl_backend_needs_a_gpu(monkeypatch):
+    from ringtrain.world import process_group as pg
+
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cpu")
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        pg.init(backend="nccl")
+    assert not pg.is_initialized()

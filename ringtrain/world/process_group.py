@@ -17,12 +17,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .. import env
+from .. import devices, env
 from ..comm.base import Communicator
 from ..errors import ConfigError, NotInitializedError, RingtrainError
 from .join import JoinPlan, plan_join
 
 _comm: Communicator | None = None
+_device = "cpu"
 _lock = threading.RLock()
 _hooks_installed = False
 
@@ -110,8 +111,35 @@ def _build(backend: str, launch: Launch, plan: JoinPlan | None, intracomm: Any,
                 return MPICommunicator(intracomm, local_rank=launch.local_rank,
                                        local_size=launch.local_size, check=check)
         return MPICommunicator(intracomm, check=check)
-    raise ConfigError(f"unknown backend {backend!r}; RINGTRAIN_BACKEND must be auto, local "
-                      f"or mpi")
+    raise ConfigError(f"unknown backend {backend!r}; RINGTRAIN_BACKEND must be auto, local, "
+                      f"mpi or nccl")
+
+
+def _on_device(host: Communicator, backend: str, device: str) -> Communicator:
+    """The communicator for a worker computing on ``device``: ``host`` itself on the CPU; on a
+    GPU, NCCL when asked for (or, with "auto", when CuPy is there and every local worker has a
+    GPU of its own), else the host backend staging GPU arrays through pinned memory."""
+    index = devices.device_index(device)
+    if index is None:
+        if backend == "nccl":
+            raise ConfigError("RINGTRAIN_BACKEND=nccl needs a GPU, and this worker computes on "
+                              "the CPU (no GPU visible, or RINGTRAIN_DEVICE=cpu); use mpi")
+        return host
+    if backend in ("nccl", "auto"):
+        try:
+            import cupy  # noqa: F401 - NCCL comes with CuPy
+        except ImportError:
+            if backend == "nccl":
+                raise ConfigError("RINGTRAIN_BACKEND=nccl needs CuPy: pip install "
+                                  "'ringtrain[gpu]' (cupy-cuda12x)") from None
+        else:
+            if backend == "nccl" or host.local_size <= devices.cuda_device_count():
+                from ..comm.nccl import NcclCommunicator
+
+                return NcclCommunicator(host, index)
+    from ..comm.device import StagedCommunicator
+
+    return StagedCommunicator(host)
 
 
 def init(backend: str | None = None, comm: Any = None, check: bool | None = None
@@ -119,23 +147,32 @@ def init(backend: str | None = None, comm: Any = None, check: bool | None = None
     """Join the job and return its communicator (idempotent: later calls return the same one).
 
     ``backend``: ``"auto"`` (default, from ``RINGTRAIN_BACKEND``): ``mpi`` when a launcher
-    started several workers, else ``local``. ``comm``: an mpi4py Intracomm to use as the world
+    started several workers, else ``local``; on a GPU worker (see ``ringtrain.devices``) GPU
+    arrays then go over NCCL (CuPy present, one GPU per local worker) or are staged through
+    pinned host memory. ``"nccl"`` insists on NCCL. ``comm``: an mpi4py Intracomm to use as the world
     instead of ``COMM_WORLD``. ``check``: contract checks on every collective (default
     ``RINGTRAIN_CHECK_COLLECTIVES``, on).
     """
-    global _comm
+    global _comm, _device
     with _lock:
         if _comm is not None:
             return _comm
         launch = detect_launch()
         chosen = backend if backend is not None else env.get("RINGTRAIN_BACKEND")
+        requested = chosen
         # Multi-machine jobs (RINGTRAIN_CONFIG/TF_CONFIG clusters, torchrun's variables) join
         # their separately started groups into one world (join.py); None on one machine.
         plan = plan_join() if comm is None and chosen != "local" else None
-        if chosen == "auto":
-            several = launch.size > 1 or comm is not None or plan is not None
+        several = launch.size > 1 or comm is not None or plan is not None
+        if chosen in ("auto", "nccl"):     # NCCL moves GPU arrays; a host backend the rest
             chosen = "mpi" if several else "local"
-        _comm = _build(chosen, launch, plan, comm, check)
+        host = _build(chosen, launch, plan, comm, check)
+        try:
+            _device = devices.worker_device(host.local_rank)
+            _comm = _on_device(host, requested, _device)
+        except BaseException:
+            host.shutdown()
+            raise
         _install_hooks()
         return _comm
 
@@ -153,7 +190,7 @@ def _install_hooks() -> None:
     def excepthook(kind, value, tb):
         previous(kind, value, tb)
         current = _comm
-        if current is not None and current.world_size > 1 and current.backend == "mpi":
+        if current is not None and current.world_size > 1 and current.backend != "local":
             sys.stderr.flush()
             sys.stdout.flush()
             from mpi4py import MPI
@@ -171,7 +208,7 @@ def _atexit() -> None:
         # Other ranks still wait in a collective: MPI_Finalize would hang, so end the job.
         print(f"ringtrain: rank {current.rank} exited while other ranks were in a collective: "
               f"{exc}", file=sys.stderr, flush=True)
-        if current.backend == "mpi" and current.world_size > 1:
+        if current.backend != "local" and current.world_size > 1:
             from mpi4py import MPI
 
             MPI.COMM_WORLD.Abort(1)
@@ -184,6 +221,13 @@ def shutdown() -> None:
         current, _comm = _comm, None
     if current is not None:
         current.shutdown()
+
+
+def device() -> str:
+    """This worker's device: "cpu" or "cuda:N" (GPU ``local_rank % count``, or
+    ``RINGTRAIN_DEVICE``), decided by init()."""
+    comm()
+    return _device
 
 
 def is_initialized() -> bool:
