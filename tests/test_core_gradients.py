@@ -307,6 +307,19 @@ def test_stop_gradient_blocks_and_multiple_ys_are_summed():
     np.testing.assert_allclose(rw, 6 * xv)
 
 
+def test_stop_gradients_argument_treats_the_tensors_as_constants():
+    # TF 1.15's tf.gradients docs: a = 0; b = 2 * a; gradients(a + b, [a, b],
+    # stop_gradients=[a, b]) is [1.0, 1.0] (the 2 through b is not added to a's gradient).
+    with tf.Graph().as_default():
+        a = tf.constant(0.0)
+        b = 2 * a
+        stopped = tf.gradients(a + b, [a, b], stop_gradients=[a, b])
+        total = tf.gradients(a + b, [a, b])
+        with tf.Session() as sess:
+            assert sess.run(stopped) == [1.0, 1.0]
+            assert sess.run(total) == [3.0, 1.0]
+
+
 def test_gradient_adds_ops_to_the_graph_and_names_them():
     with tf.Graph().as_default() as g:
         x = tf.placeholder(tf.float32, [], name="x")

@@ -194,3 +194,30 @@ def test_scope_defaults_and_regularizer_collection():
         sess.run(v.initializer)
         assert sess.run(v).tolist() == [1.0, 1.0, 1.0]
         assert sess.run(loss) == 3.0
+
+
+def test_variance_scaling_is_one_rule_for_the_core_and_keras():
+    # tf.initializers.variance_scaling: variance scale / n, n = fan_in, fan_out or their mean;
+    # a conv kernel (kh, kw, in, out) has fan_in = kh*kw*in and fan_out = kh*kw*out.
+    from ringtrain.core.variables import fans, variance_scaling_spread
+    assert fans((3, 3, 4, 8)) == (36.0, 72.0)
+    assert fans((5, 7)) == (5.0, 7.0) and fans((6,)) == (6.0, 6.0) and fans(()) == (1.0, 1.0)
+    np.testing.assert_allclose(variance_scaling_spread((3, 3, 4, 8), 1.0, "fan_avg", "uniform"),
+                               np.sqrt(6 / 108))  # Glorot uniform's limit sqrt(6/(in+out))
+    np.testing.assert_allclose(
+        variance_scaling_spread((3, 3, 4, 8), 2.0, "fan_in", "truncated_normal"),
+        np.sqrt(2 / 36) / 0.87962566103423978)  # He normal, before truncation at 2 stddevs
+    shape = (3, 3, 40, 80)
+    limit = np.sqrt(6 / (9 * 40))  # He uniform: sqrt(6 / fan_in)
+    keras_values = tf.keras.initializers.HeUniform(seed=1)(shape)
+    with tf.Graph().as_default():
+        core_values = tf.Session().run(tf.variance_scaling_initializer(
+            2.0, "fan_in", "uniform", seed=1)(shape))
+    for values in (keras_values, core_values):
+        assert np.abs(values).max() <= limit and np.abs(values).max() > 0.99 * limit
+        np.testing.assert_allclose(values.var(), limit ** 2 / 3, rtol=0.05)
+    for bad in ({"scale": 0.0}, {"mode": "fan_sum"}, {"distribution": "cauchy"}):
+        with pytest.raises(ValueError, match="VarianceScaling"):
+            tf.keras.initializers.VarianceScaling(**bad)
+        with pytest.raises(ValueError, match="VarianceScaling"):
+            tf.variance_scaling_initializer(**bad)

@@ -6,7 +6,7 @@ None means "no gradient". Broadcasting ops reduce their gradients back to the in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import ops as O
@@ -28,8 +28,8 @@ def _sum_to(g: Tensor | None, x: Tensor) -> Tensor | None:
 def _reduce_grad(g: Tensor, op: Operation, mean: bool = False) -> Tensor:
     x = op.inputs[0]
     return _make1("ReduceGrad", (g, x), g.dtype, x.shape, None,
-                    {"axis": op.get_attr("axis"), "keepdims": op.get_attr("keepdims"),
-                     "mean": mean})
+                  {"axis": op.get_attr("axis"), "keepdims": op.get_attr("keepdims"),
+                   "mean": mean})
 
 
 def _zeros_if_none(grads: Sequence, outputs: Sequence[Tensor]) -> list:
@@ -69,7 +69,7 @@ def _reduce_extreme(op: Operation, g: Tensor) -> list:
     x, y = op.inputs[0], op.outputs[0]
     hit = O.cast(O.equal(x, _reduce_grad(y, op)), g.dtype)
     count = _make1("Sum", (hit,), g.dtype, y.shape, None,
-                     {"axis": op.get_attr("axis"), "keepdims": op.get_attr("keepdims")})
+                   {"axis": op.get_attr("axis"), "keepdims": op.get_attr("keepdims")})
     return [_reduce_grad(g / count, op) * hit]
 
 
@@ -91,7 +91,7 @@ def _pow(op: Operation, g: Tensor) -> list:
 def _concat(op: Operation, g: Tensor) -> list:
     xs = op.inputs
     parts = _make("ConcatGrad", (g, *xs), [(t.dtype, t.shape) for t in xs], None,
-                    {"axis": op.get_attr("axis")})
+                  {"axis": op.get_attr("axis")})
     return list(parts.outputs)
 
 
@@ -106,7 +106,7 @@ def _unpack(op: Operation, *grads: Any) -> list:
 def _strided_slice(op: Operation, g: Tensor) -> list:
     x = op.inputs[0]
     return [_make1("StridedSliceGrad", (g, x), g.dtype, x.shape, None,
-                     {"key": op.get_attr("key")})]
+                   {"key": op.get_attr("key")})]
 
 
 def _pad(op: Operation, g: Tensor) -> list:
@@ -120,13 +120,13 @@ def _tile(op: Operation, g: Tensor) -> list:
         raise LookupError(f"no gradient for Tile {op.name!r} with tensor multiples; pass "
                           f"Python ints")
     return [_make1("TileGrad", (g, x), g.dtype, x.shape, None,
-                     {"multiples": op.get_attr("multiples")})]
+                   {"multiples": op.get_attr("multiples")})]
 
 
 def _gather(op: Operation, g: Tensor) -> list:
     params, indices = op.inputs
     return [_make1("GatherGrad", (g, indices, params), g.dtype, params.shape, None,
-                     {"axis": op.get_attr("axis")}), None]
+                   {"axis": op.get_attr("axis")}), None]
 
 
 def _softmax(op: Operation, g: Tensor) -> list:
@@ -174,7 +174,7 @@ def _fill(op: Operation, g: Tensor) -> list:
 # --- the table: op type -> rule(op, *output_grads) -> input grads ------------------------------
 
 GRADIENTS: dict[str, Callable | None] = {
-    # arithmetic (broadcasting: gradients are summed back to each input's shape)
+    # math (ops/math.py): arithmetic; broadcasting gradients are summed back to each input's shape
     "Add": lambda op, g: [_sum_to(g, op.inputs[0]), _sum_to(g, op.inputs[1])],
     "Sub": lambda op, g: [_sum_to(g, op.inputs[0]), _sum_to(-g, op.inputs[1])],
     "Mul": lambda op, g: [_sum_to(g * op.inputs[1], op.inputs[0]),
@@ -185,9 +185,8 @@ GRADIENTS: dict[str, Callable | None] = {
     "Maximum": lambda op, g: _minmax(op, g, O.greater_equal),
     "Minimum": lambda op, g: _minmax(op, g, O.less_equal),
     "AddN": lambda op, g: [_sum_to(g, x) for x in op.inputs],
-    "BiasAdd": lambda op, g: [g, _make1("BiasAddGrad", (g,), g.dtype, op.inputs[1].shape)],
     "MatMul": _matmul,
-    # elementwise functions
+    # math: elementwise functions
     "Neg": lambda op, g: [-g],
     "Square": lambda op, g: [g * (O.constant(2, g.dtype) * op.inputs[0])],
     "Sqrt": lambda op, g: [g / (O.constant(2, g.dtype) * op.outputs[0])],
@@ -202,31 +201,24 @@ GRADIENTS: dict[str, Callable | None] = {
     "Cos": lambda op, g: [-g * O.sin(op.inputs[0])],
     "Tanh": lambda op, g: [_make1("TanhGrad", (op.outputs[0], g), g.dtype, g.shape)],
     "Sigmoid": lambda op, g: [_make1("SigmoidGrad", (op.outputs[0], g), g.dtype, g.shape)],
-    "Relu": lambda op, g: [_make1("ReluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
-    "LeakyRelu": lambda op, g: [_make1("LeakyReluGrad", (g, op.inputs[0]), g.dtype, g.shape,
-                                         None, {"alpha": op.get_attr("alpha")})],
-    "Elu": lambda op, g: [_make1("EluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
-    "Softplus": lambda op, g: [g * O.sigmoid(op.inputs[0])],
     "Sign": _none, "Floor": _none, "Ceil": _none, "Round": _none,
-    "Cast": _cast,
     "ClipByValue": lambda op, g: [O.where(O.logical_and(op.inputs[0] >= op.inputs[1],
                                                         op.inputs[0] <= op.inputs[2]),
                                           g, O.zeros_like(g)), None, None],
     "Select": lambda op, g: [None, _sum_to(O.where(op.inputs[0], g, O.zeros_like(g)),
                                            op.inputs[1]),
                              _sum_to(O.where(op.inputs[0], O.zeros_like(g), g), op.inputs[2])],
-    "Identity": lambda op, g: [g],
-    "PlaceholderWithDefault": lambda op, g: [g],
-    "Snapshot": lambda op, g: [g],
-    "StopGradient": _none,
-    # reductions
+    # math: reductions
     "Sum": lambda op, g: [_reduce_grad(g, op)],
     "Mean": lambda op, g: [_reduce_grad(g, op, mean=True)],
     "Max": _reduce_extreme,
     "Min": _reduce_extreme,
     "Prod": lambda op, g: [_reduce_grad(g * op.outputs[0], op) / op.inputs[0]],
-    "L2Loss": lambda op, g: [op.inputs[0] * g],
-    # layout
+    # array (ops/array.py): casts, copies, layout
+    "Cast": _cast,
+    "Identity": lambda op, g: [g],
+    "Snapshot": lambda op, g: [g],
+    "StopGradient": _none,
     "Reshape": lambda op, g: [_reshape_like(g, op.inputs[0])] + [None] * (len(op.inputs) - 1),
     "ReshapeLike": lambda op, g: [_reshape_like(g, op.inputs[0]), None],
     "ExpandDims": lambda op, g: [_reshape_like(g, op.inputs[0])],
@@ -242,7 +234,16 @@ GRADIENTS: dict[str, Callable | None] = {
     "Tile": _tile,
     "GatherV2": _gather,
     "Fill": _fill,
-    # neural networks
+    # control (ops/control.py)
+    "PlaceholderWithDefault": lambda op, g: [g],
+    # nn (ops/nn.py)
+    "BiasAdd": lambda op, g: [g, _make1("BiasAddGrad", (g,), g.dtype, op.inputs[1].shape)],
+    "L2Loss": lambda op, g: [op.inputs[0] * g],
+    "Relu": lambda op, g: [_make1("ReluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
+    "LeakyRelu": lambda op, g: [_make1("LeakyReluGrad", (g, op.inputs[0]), g.dtype, g.shape,
+                                      None, {"alpha": op.get_attr("alpha")})],
+    "Elu": lambda op, g: [_make1("EluGrad", (g, op.outputs[0]), g.dtype, g.shape)],
+    "Softplus": lambda op, g: [g * O.sigmoid(op.inputs[0])],
     "Softmax": _softmax,
     "LogSoftmax": _log_softmax,
     "SoftmaxCrossEntropyWithLogits": _softmax_xent,
@@ -250,9 +251,9 @@ GRADIENTS: dict[str, Callable | None] = {
         _xent_grad(g, op.outputs[1]), None],
     "Conv2D": _conv2d,
     "MaxPool": lambda op, g: [_make1("MaxPoolGrad", (g, op.inputs[0], op.outputs[0]),
-                                       g.dtype, op.inputs[0].shape, None, _pool_attrs(op))],
+                                    g.dtype, op.inputs[0].shape, None, _pool_attrs(op))],
     "AvgPool": lambda op, g: [_make1("AvgPoolGrad", (g, op.inputs[0]), g.dtype,
-                                       op.inputs[0].shape, None, _pool_attrs(op))],
+                                    op.inputs[0].shape, None, _pool_attrs(op))],
     "Dropout": lambda op, g, g_mask=None: [None if g is None else g * op.outputs[1], None],
     # no gradient: comparisons, indices, shapes, random numbers, state, Python functions
     **{t: _none for t in (
@@ -276,87 +277,94 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, name: str = "gradients",
     Returns one tensor per x, or None where x does not affect ys (``unconnected_gradients=
     "zero"`` gives zeros instead).
     """
-    ys = list(ys) if isinstance(ys, (list, tuple)) else [ys]
-    xs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
-    ys = [O.convert_to_tensor(y) for y in ys]
+    ys, xs, grad_ys = _checked_arguments(ys, xs, grad_ys)
+    stops = set(_as_list(stop_gradients)) if stop_gradients is not None else set()
+    between = _ops_between(ys, xs, stops)
+    with ys[0].graph.name_scope(name):
+        pending = _seed_gradients(ys, grad_ys)
+        _backpropagate(between, pending, set(xs))
+        result = [_total(pending, x) for x in xs]
+        if unconnected_gradients == "zero":
+            result = [O.zeros_like(x) if gx is None else gx for x, gx in zip(xs, result)]
+    return result
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _checked_arguments(ys: Any, xs: Any, grad_ys: Any) -> tuple[list, list, list]:
+    ys = [O.convert_to_tensor(y) for y in _as_list(ys)]
+    xs = _as_list(xs)
     for x in xs:
         if not isinstance(x, Tensor):
             raise TypeError(f"gradients: xs must be Tensors or Variables, got {x!r}")
-    if grad_ys is None:
-        grad_ys = [None] * len(ys)
-    elif not isinstance(grad_ys, (list, tuple)):
-        grad_ys = [grad_ys]
+    grad_ys = [None] * len(ys) if grad_ys is None else _as_list(grad_ys)
     if len(grad_ys) != len(ys):
         raise ValueError(f"gradients: {len(grad_ys)} grad_ys given for {len(ys)} ys")
-    stops = set(stop_gradients if isinstance(stop_gradients, (list, tuple)) else
-                [stop_gradients] if stop_gradients is not None else [])
-    g = ys[0].graph
+    return ys, xs, grad_ys
 
-    # ops the ys depend on through data edges (iterative: graphs may be very deep)
-    back: set[Operation] = set()
-    stack = [y.op for y in ys]
+
+def _reachable(start: Iterable[Operation],
+               neighbours: Callable[[Operation], Iterable[Operation]]) -> set[Operation]:
+    """Every op reachable from ``start`` (included) through ``neighbours``; iterative, since
+    graphs may be very deep."""
+    seen: set[Operation] = set()
+    stack = list(start)
     while stack:
         op = stack.pop()
-        if op in back:
-            continue
-        back.add(op)
-        for t in op.inputs:
-            if t not in stops and t.op not in back:
-                stack.append(t.op)
-    # ... and that depend on an x: only these need gradient rules
-    between: set[Operation] = set()
-    stack = [c for x in xs for c in x._consumers if c in back]
-    while stack:
-        op = stack.pop()
-        if op in between:
-            continue
-        between.add(op)
-        for t in op.outputs:
-            if t in stops:
-                continue
-            for c in t._consumers:
-                if c in back and c not in between:
-                    stack.append(c)
-    xs_set = set(xs)
+        if op not in seen:
+            seen.add(op)
+            stack.extend(n for n in neighbours(op) if n not in seen)
+    return seen
 
+
+def _ops_between(ys: list, xs: list, stops: set) -> set[Operation]:
+    """The ops that need gradient rules: those the ys depend on through data edges (not
+    through a stop), and that depend on an x."""
+    back = _reachable((y.op for y in ys),
+                      lambda op: (t.op for t in op.inputs if t not in stops))
+    return _reachable((c for x in xs for c in x._consumers if c in back),
+                      lambda op: (c for t in op.outputs if t not in stops
+                                  for c in t._consumers if c in back))
+
+
+def _seed_gradients(ys: list, grad_ys: list) -> dict[Tensor, list[Tensor]]:
+    """The gradient flowing into each y: ``grad_ys``, or ones shaped like y."""
     pending: dict[Tensor, list[Tensor]] = {}
-    with g.name_scope(name):
-        for y, gy in zip(ys, grad_ys):
-            if gy is None:
-                gy = O.ones_like(y, name=None) if not y.shape.is_fully_defined() else \
-                    O.constant(1, y.dtype, shape=y.shape.as_list(),
-                               name=f"grad_ys_{len(pending)}")
-            else:
-                gy = O.convert_to_tensor(gy, dtype=y.dtype)
-            pending.setdefault(y, []).append(gy)
+    for y, gy in zip(ys, grad_ys):
+        if gy is None:
+            gy = O.ones_like(y, name=None) if not y.shape.is_fully_defined() else \
+                O.constant(1, y.dtype, shape=y.shape.as_list(), name=f"grad_ys_{len(pending)}")
+        else:
+            gy = O.convert_to_tensor(gy, dtype=y.dtype)
+        pending.setdefault(y, []).append(gy)
+    return pending
 
-        def total(t: Tensor) -> Tensor | None:
-            parts = pending.get(t)
-            if not parts:
-                return None
-            if len(parts) > 1:
-                parts[:] = [O.add_n(parts)]
-            return parts[0]
 
-        for op in sorted(between, key=lambda o: o._id, reverse=True):
-            out_grads = [total(t) for t in op.outputs]
-            if all(gr is None for gr in out_grads):
-                continue
-            if op.type not in GRADIENTS:
-                raise LookupError(f"No gradient defined for operation '{op.name}' (op type: "
-                                  f"{op.type})")
-            rule = GRADIENTS[op.type]
-            with g.name_scope(op.name + "_grad"):
-                in_grads = rule(op, *out_grads)
-            for t, gi in zip(op.inputs, in_grads):
-                if gi is None or not t.dtype.is_floating:
-                    continue
-                if t in xs_set or t.op in between:
-                    pending.setdefault(t, []).append(gi)
-        result = []
-        for x in xs:
-            gx = total(x)
-            if gx is None and unconnected_gradients == "zero":
-                gx = O.zeros_like(x)
-            result.append(gx)
-    return result
+def _total(pending: dict[Tensor, list[Tensor]], t: Tensor) -> Tensor | None:
+    """The sum of the gradients that reached ``t`` (None if none did), summed once."""
+    parts = pending.get(t)
+    if not parts:
+        return None
+    if len(parts) > 1:
+        parts[:] = [O.add_n(parts)]
+    return parts[0]
+
+
+def _backpropagate(between: set[Operation], pending: dict[Tensor, list[Tensor]],
+                   xs: set[Tensor]) -> None:
+    """Apply each op's rule in reverse creation order (a reverse topological order), adding the
+    input gradients to ``pending``."""
+    for op in sorted(between, key=lambda o: o._id, reverse=True):
+        out_grads = [_total(pending, t) for t in op.outputs]
+        if all(gr is None for gr in out_grads):
+            continue
+        if op.type not in GRADIENTS:
+            raise LookupError(f"No gradient defined for operation '{op.name}' (op type: "
+                              f"{op.type})")
+        with op.graph.name_scope(op.name + "_grad"):
+            in_grads = GRADIENTS[op.type](op, *out_grads)
+        for t, gi in zip(op.inputs, in_grads):
+            if gi is not None and t.dtype.is_floating and (t in xs or t.op in between):
+                pending.setdefault(t, []).append(gi)

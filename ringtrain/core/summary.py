@@ -27,7 +27,7 @@ def _summary_op(op_type: str, name: str, value: Any, collections: Any, family: A
     with family_scope, g.name_scope(name) as scope:
         tag = scope[:-1]
         out = _make1(op_type, (value,), _dt.string, [], tag, {"tag": tag, **attrs},
-                          absolute=True)
+                     absolute=True)
     for key in (collections if collections is not None else [GraphKeys.SUMMARIES]):
         g.add_to_collection(key, out)
     return out

@@ -105,13 +105,50 @@ class TruncatedNormal(Initializer):
                 "dtype": self.dtype.name}
 
 
-def _fans(shape: list) -> tuple[float, float]:
+def fans(shape: Any) -> tuple[float, float]:
+    """(fan_in, fan_out) of a weight of ``shape``: a matrix (in, out), a conv kernel
+    (..., in, out) times its receptive field, a vector its length twice, a scalar (1, 1)."""
+    shape = list(shape)
     if len(shape) == 0:
         return 1.0, 1.0
     if len(shape) == 1:
         return float(shape[0]), float(shape[0])
     receptive = float(np.prod(shape[:-2])) if len(shape) > 2 else 1.0
     return shape[-2] * receptive, shape[-1] * receptive
+
+
+# The standard deviation of a standard normal truncated to two standard deviations.
+TRUNCATED_NORMAL_STDDEV = 0.87962566103423978
+
+
+def variance_scaling_rule(scale: float, mode: str, distribution: str) -> str:
+    """VarianceScaling's arguments checked (the error names the bad one); returns the
+    distribution, with TF's alias 'normal' as 'truncated_normal'."""
+    if scale <= 0:
+        raise ValueError(f"VarianceScaling: scale must be positive, got {scale}")
+    if mode not in ("fan_in", "fan_out", "fan_avg"):
+        raise ValueError(f"VarianceScaling: mode must be fan_in, fan_out or fan_avg, "
+                         f"got {mode!r}")
+    if distribution == "normal":
+        distribution = "truncated_normal"
+    if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+        raise ValueError(f"VarianceScaling: distribution must be truncated_normal, "
+                         f"untruncated_normal or uniform, got {distribution!r}")
+    return distribution
+
+
+def variance_scaling_spread(shape: Any, scale: float, mode: str, distribution: str) -> float:
+    """The spread of VarianceScaling's draw for ``shape``, giving variance ``scale / n``
+    (n = fan_in, fan_out or their mean, at least 1): the uniform's limit, or the normal's
+    standard deviation (before truncation, for truncated_normal)."""
+    fan_in, fan_out = fans(shape)
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    variance = scale / max(1.0, n)
+    if distribution == "uniform":
+        return math.sqrt(3.0 * variance)
+    if distribution == "truncated_normal":
+        return math.sqrt(variance) / TRUNCATED_NORMAL_STDDEV
+    return math.sqrt(variance)
 
 
 class VarianceScaling(Initializer):
@@ -121,31 +158,18 @@ class VarianceScaling(Initializer):
                  distribution: str = "truncated_normal", seed: int | None = None,
                  dtype: Any = _dt.float32):
         super().__init__(dtype)
-        if scale <= 0:
-            raise ValueError(f"VarianceScaling: scale must be positive, got {scale}")
-        if mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(f"VarianceScaling: mode must be fan_in, fan_out or fan_avg, "
-                             f"got {mode!r}")
-        if distribution == "normal":
-            distribution = "truncated_normal"
-        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
-            raise ValueError(f"VarianceScaling: unknown distribution {distribution!r}")
+        distribution = variance_scaling_rule(scale, mode, distribution)
         self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
 
     def __call__(self, shape, dtype=None, partition_info=None):
         dims = as_shape(shape).as_list()
-        fan_in, fan_out = _fans(dims)
-        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
-        var = self.scale / max(1.0, n)
+        spread = variance_scaling_spread(dims, self.scale, self.mode, self.distribution)
         dt = self._dt(dtype)
         if self.distribution == "uniform":
-            limit = math.sqrt(3.0 * var)
-            return _ops.random_uniform(dims, -limit, limit, dt, self.seed)
+            return _ops.random_uniform(dims, -spread, spread, dt, self.seed)
         if self.distribution == "truncated_normal":
-            # 0.8796... is the stddev of a standard normal truncated to two stddevs
-            return _ops.truncated_normal(dims, 0.0, math.sqrt(var) / 0.87962566103423978, dt,
-                                         self.seed)
-        return _ops.random_normal(dims, 0.0, math.sqrt(var), dt, self.seed)
+            return _ops.truncated_normal(dims, 0.0, spread, dt, self.seed)
+        return _ops.random_normal(dims, 0.0, spread, dt, self.seed)
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
@@ -321,8 +345,8 @@ class Variable(Tensor, metaclass=_VariableMeta):
                              f"{self._op.name!r} of shape {self._shape}")
         static = tuple(self._shape.as_list()) if self._shape.is_fully_defined() else None
         return _make1("Assign", (value,), self.dtype, self._shape, name or "Assign",
-                           {"index": self._index, "var_name": self._op.name,
-                            "validate_shape": True, "shape": static})
+                      {"index": self._index, "var_name": self._op.name,
+                       "validate_shape": True, "shape": static})
 
     def _update(self, op_type: str, value: Any, name: str | None) -> Tensor:
         value = value if isinstance(value, Tensor) else _ops.constant(value, self.dtype)
@@ -330,7 +354,7 @@ class Variable(Tensor, metaclass=_VariableMeta):
             raise TypeError(f"{op_type}: value dtype {value.dtype.name} does not match variable "
                             f"{self._op.name!r} ({self.dtype.name})")
         return _make1(op_type, (value,), self.dtype, self._shape, name or op_type,
-                           {"index": self._index, "var_name": self._op.name})
+                      {"index": self._index, "var_name": self._op.name})
 
     def assign_add(self, delta: Any, use_locking: bool = False, name: str | None = None,
                    read_value: bool = True) -> Tensor:

@@ -7,27 +7,16 @@ deterministic on its own. Under MirroredStrategy the chief's values are broadcas
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from ..core.variables import variance_scaling_rule, variance_scaling_spread
 from .registry import resolve
 
 
 def _rng(seed: int | None) -> Any:
     return np.random if seed is None else np.random.RandomState(seed)
-
-
-def _fans(shape: tuple) -> tuple[float, float]:
-    if len(shape) < 1:
-        return 1.0, 1.0
-    if len(shape) == 1:
-        return float(shape[0]), float(shape[0])
-    if len(shape) == 2:
-        return float(shape[0]), float(shape[1])
-    receptive = float(np.prod(shape[:-2]))  # conv kernels: (kh, kw, in, out)
-    return shape[-2] * receptive, shape[-1] * receptive
 
 
 class Initializer:
@@ -91,29 +80,21 @@ class TruncatedNormal(Initializer):
 
 
 class VarianceScaling(Initializer):
+    """Random values with variance ``scale / n`` (n = fan_in, fan_out or their average): the
+    rule of ``tf.initializers.variance_scaling``, drawn in NumPy."""
+
     def __init__(self, scale: float = 1.0, mode: str = "fan_in",
                  distribution: str = "truncated_normal", seed: int | None = None):
-        if mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
-        if distribution == "normal":
-            distribution = "truncated_normal"
-        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
-            raise ValueError(f"distribution must be 'truncated_normal', 'untruncated_normal' or "
-                             f"'uniform', got {distribution!r}")
+        distribution = variance_scaling_rule(scale, mode, distribution)
         self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
 
     def __call__(self, shape, dtype="float32"):
-        fan_in, fan_out = _fans(tuple(shape))
-        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
-        scale = self.scale / max(1.0, n)
+        spread = variance_scaling_spread(shape, self.scale, self.mode, self.distribution)
         if self.distribution == "uniform":
-            limit = math.sqrt(3.0 * scale)
-            return RandomUniform(-limit, limit, self.seed)(shape, dtype)
+            return RandomUniform(-spread, spread, self.seed)(shape, dtype)
         if self.distribution == "untruncated_normal":
-            return RandomNormal(0.0, math.sqrt(scale), self.seed)(shape, dtype)
-        # 0.8796... is the standard deviation of a unit normal truncated to [-2, 2].
-        return TruncatedNormal(0.0, math.sqrt(scale) / 0.87962566103423978,
-                               self.seed)(shape, dtype)
+            return RandomNormal(0.0, spread, self.seed)(shape, dtype)
+        return TruncatedNormal(0.0, spread, self.seed)(shape, dtype)
 
 
 class GlorotUniform(VarianceScaling):
