@@ -1,5 +1,6 @@
 """Unit tests of the cluster rendezvous (one process, threads): admission, strangers, failures."""
 
+import json
 import socket
 import struct
 import threading
@@ -118,10 +119,14 @@ def test_client_refuses_a_server_without_the_secret(server_factory):
         srv.close()
 
 
+def frame(payload: bytes, kind: bytes = b"M") -> bytes:
+    return kind + struct.pack("!I", len(payload)) + payload
+
+
 @pytest.mark.parametrize("junk", [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",          # huge length prefix
-    struct.pack("!I", 5) + b"\xff\xfe\x00\x01\x02",  # not JSON
-    struct.pack("!I", 2) + b"[]",                    # JSON, not an object
+    frame(b"\xff\xfe\x00\x01\x02"),                   # not JSON
+    frame(b"[]"),                                    # JSON, not an object
     b"",                                             # connect and hang up
 ])
 def test_strangers_with_junk_neither_crash_nor_stall_the_job(server_factory, junk):
@@ -243,3 +248,134 @@ def test_channel_reports_eof():
     with pytest.raises(RendezvousError, match="closed the connection"):
         ch.recv(1.0)
     ch.close()
+
+
+# --- strangers (issue 12, items 2 and 3) ----------------------------------------------------
+
+def _hello(**fields):
+    base = {"proto": "ringtrain-rendezvous/2", "nonce": "n" * 32, "role": "machine", "group": 0,
+            "size": 1, "mac": "0" * 64}
+    return frame(json.dumps({**base, **fields}).encode())
+
+
+@pytest.fixture
+def thread_errors():
+    """Exceptions that escaped any thread (a traceback on the chief's terminal)."""
+    errors, previous = [], threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    yield errors
+    threading.excepthook = previous
+
+
+@pytest.mark.parametrize("junk, why", [
+    (_hello(mac="é" * 64), "bad mac"),                         # compare_digest TypeError
+    (frame(b"[" * 30_000 + b"]" * 30_000), "nests deeper"),    # RecursionError
+    (frame(b'{"proto": ' + b"9" * 5000 + b"}"), "unknown protocol 'a 5000-digit number'"),
+    (_hello(nonce=[[["n" * 32]]]), "bad nonce"),
+    (_hello(group=int("9" * 30)), "wrong secret"),        # authentication comes first
+    (frame(b"\xff" * 10), "not UTF-8"),
+    (frame(b"{}", kind=b"Q"), "frame of kind"),
+], ids=["non-ascii mac", "30k-deep", "5000 digits", "nested nonce", "huge group", "not utf-8",
+        "unknown kind"])
+def test_junk_on_the_chief_is_refused_with_one_line_and_closed(server_factory, thread_errors,
+                                                                junk, why):
+    # Before: a TypeError, RecursionError or ValueError traceback, and the socket left open.
+    srv = server_factory(["worker:0", "worker:1"])
+    stranger = socket.create_connection(("127.0.0.1", srv.port))
+    stranger.settimeout(5)
+    stranger.recv(4096)                                 # the greeting
+    stranger.sendall(junk)
+    start = time.monotonic()
+    while True:                                         # the chief closes the connection
+        data = stranger.recv(4096)
+        if not data:
+            break
+        assert b"error" in data                         # at most a reason, then EOF
+    assert time.monotonic() - start < 2
+    stranger.close()
+    deadline = time.monotonic() + 2
+    while not srv.logs and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(srv.logs) == 1 and why in srv.logs[0], srv.logs
+    assert srv.logs[0].startswith("refused connection from 127.0.0.1:")
+    assert thread_errors == [] and srv.failures == [] and srv.sizes == [None, None]
+
+
+def test_a_silent_stranger_is_dropped_within_5s(server_factory):
+    srv = server_factory(["worker:0", "worker:1"])
+    silent = socket.create_connection(("127.0.0.1", srv.port))
+    silent.settimeout(HANDSHAKE_TIMEOUT + 3)
+    start = time.monotonic()
+    silent.recv(4096)                                   # the greeting
+    assert silent.recv(4096) == b""                     # then the chief hangs up
+    assert time.monotonic() - start <= HANDSHAKE_TIMEOUT + 0.5
+    assert "no handshake within 5 s" in srv.logs[0]
+    silent.close()
+
+
+def test_200_silent_connections_do_not_keep_the_machines_out(server_factory, thread_errors):
+    srv = server_factory(["worker:0", "worker:1", "worker:2"], join_timeout=30.0)
+    held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(200)]
+    try:
+        start = time.monotonic()
+        members = [client(srv, g, 1, join_timeout=30.0) for g in range(3)]
+        replies = register_all(members)
+        assert [r["offsets"] for r in replies] == [[0, 1, 2]] * 3
+        assert time.monotonic() - start < HANDSHAKE_TIMEOUT   # not after the strangers' timeout
+        for member in members:
+            member.done()
+        assert srv.wait_done(5)
+        assert srv.failures == [] and thread_errors == []
+        assert srv.refusals() >= 200 - 8                       # one address keeps at most 8
+        assert len(srv.logs) <= 6                               # five lines, and the count
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_the_client_tries_again_when_accepted_and_closed(server_factory):
+    # A chief crowded out by strangers accepts and hangs up; the machine must not give up.
+    door = socket.create_server(("127.0.0.1", 0))
+    port = door.getsockname()[1]
+    stop = threading.Event()
+
+    def slam():
+        door.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                door.accept()[0].close()
+            except TimeoutError:
+                pass
+        door.close()
+
+    slammer = threading.Thread(target=slam)
+    slammer.start()
+    result = {}
+    member = RendezvousClient("127.0.0.1", port, SECRET, role="machine", group=0, size=1,
+                              join_timeout=20.0, timeout=2.0)
+    joiner = threading.Thread(target=lambda: result.update(reply=_try(member.register)))
+    joiner.start()
+    time.sleep(1.5)                                      # many attempts slammed shut
+    stop.set()
+    slammer.join()
+    srv = RendezvousServer(port, SECRET, ["worker:0"], host="127.0.0.1", join_timeout=20.0,
+                           timeout=2.0)
+    try:
+        joiner.join(15)
+        assert not isinstance(result["reply"], Exception), result["reply"]
+        assert result["reply"]["world_size"] == 1
+        member.done()
+    finally:
+        srv.close()
+
+
+def test_the_client_gives_up_at_the_join_timeout():
+    door = socket.create_server(("127.0.0.1", 0))   # listens, never answers
+    port = door.getsockname()[1]
+    member = RendezvousClient("127.0.0.1", port, SECRET, role="machine", group=0, size=1,
+                              join_timeout=1.0, timeout=2.0)
+    start = time.monotonic()
+    door.close()
+    with pytest.raises(RendezvousError, match=r"within 1 s \(RINGTRAIN_JOIN_TIMEOUT\)"):
+        member.register()
+    assert 1.0 <= time.monotonic() - start < 4

@@ -10,39 +10,52 @@ It carries only the handshake and control messages of a multi-machine job, never
   saying ``done``, or stays silent for ``timeout`` seconds, fails the job, and every other member
   is told ``abort`` with a reason naming it.
 
-Frames are a 4-byte big-endian length and a JSON object. A connection proves it knows the shared
-secret with an HMAC over fresh nonces (the secret never travels), and the server proves it back.
-A stranger (wrong secret, junk bytes, silence) is refused and logged within a few seconds without
-touching the job's state.
+Every message is one ``M`` frame of ``ringrun.protocol`` holding a JSON object. A connection
+proves it knows the shared secret with an HMAC over fresh nonces (the secret never travels), and
+the server proves it back. A stranger (wrong secret, junk bytes, silence) is refused with one log
+line within ``HANDSHAKE_TIMEOUT`` seconds without touching the job's state; strangers holding
+connections open cannot crowd the machines out: past ``MAX_PENDING_PER_SOURCE`` handshakes from
+one address (``MAX_PENDING`` in all) the oldest is dropped, and a client whose connection is
+dropped before it is authenticated tries again, backing off, until ``RINGTRAIN_JOIN_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import random
 import secrets
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .cluster_config import join_address
+from .protocol import MESSAGE, FrameError, FrameReader, decode_json, encode_json
 
-PROTOCOL = "ringtrain-rendezvous/1"
+PROTOCOL = "ringtrain-rendezvous/2"
 MAX_FRAME = 64 * 1024
 #: Seconds a new connection has to complete the handshake before it is dropped.
 HANDSHAKE_TIMEOUT = 5.0
-#: Unauthenticated connections served at once; more are closed immediately.
+#: Unauthenticated connections served at once; past it the oldest is dropped.
 MAX_PENDING = 64
+#: Unauthenticated connections from one address; past it that address's oldest is dropped.
+MAX_PENDING_PER_SOURCE = 8
+#: Refusals logged one line each per address; after that they are only counted.
+MAX_REFUSALS_SHOWN = 5
+#: Longest pause between a client's attempts to reach the chief.
+MAX_BACKOFF = 2.0
 #: Seconds between the first failure report and the abort, to gather the reports it causes.
 FAIL_GRACE = 0.5
-_LEN = struct.Struct("!I")
 
 
 class RendezvousError(ConnectionError):
     """The rendezvous failed: refused, timed out, lost, or a peer spoke junk."""
+
+
+class _TryAgain(RendezvousError):
+    """The connection failed before the chief answered: worth another attempt."""
 
 
 class ProtocolError(RendezvousError):
@@ -62,36 +75,7 @@ def _mac(secret: str, label: str, *parts: str) -> str:
 
 
 def encode(obj: dict) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    return _LEN.pack(len(data)) + data
-
-
-class FrameBuffer:
-    """Reassembles frames from a byte stream; junk raises ProtocolError."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[dict]:
-        self._buf += data
-        out = []
-        while len(self._buf) >= _LEN.size:
-            (length,) = _LEN.unpack_from(self._buf)
-            if length > MAX_FRAME:
-                raise ProtocolError(f"frame of {length} bytes (limit {MAX_FRAME})")
-            end = _LEN.size + length
-            if len(self._buf) < end:
-                break
-            raw = bytes(self._buf[_LEN.size:end])
-            del self._buf[:end]
-            try:
-                obj = json.loads(raw.decode())
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise ProtocolError("frame is not JSON") from None
-            if not isinstance(obj, dict):
-                raise ProtocolError("frame is not a JSON object")
-            out.append(obj)
-        return out
+    return encode_json(MESSAGE, obj)
 
 
 class Channel:
@@ -100,7 +84,7 @@ class Channel:
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
         self.peer = peer
-        self._frames = FrameBuffer()
+        self._frames = FrameReader(max_payload=MAX_FRAME)
         self._ready: list[dict] = []
         self._send_lock = threading.Lock()
         self.closed = False
@@ -126,7 +110,13 @@ class Channel:
                 raise RendezvousError(f"connection to {self.peer} failed: {exc}") from None
             if not data:
                 raise RendezvousError(f"{self.peer} closed the connection")
-            self._ready.extend(self._frames.feed(data))
+            try:
+                for kind, payload in self._frames.feed(data):
+                    if kind != MESSAGE:
+                        raise FrameError(f"frame of kind {kind!r}")
+                    self._ready.append(decode_json(payload))
+            except FrameError as exc:
+                raise ProtocolError(str(exc)) from None
         return self._ready.pop(0)
 
     def close(self) -> None:
@@ -140,6 +130,40 @@ class Channel:
 
 def heartbeat_interval(timeout: float) -> float:
     return max(0.05, min(1.0, timeout / 5))
+
+
+def keep_alive(channel: Channel, timeout: float, on_message: Callable[[dict], bool],
+               stopped: Callable[[], bool] = lambda: False) -> bool:
+    """Send a heartbeat every ``heartbeat_interval`` and hand every other message to
+    ``on_message`` until it returns True or ``stopped()``: then True. False when the peer said
+    nothing for ``timeout`` seconds; a lost connection raises (RendezvousError, OSError)."""
+    interval = heartbeat_interval(timeout)
+    last_heard = time.monotonic()
+    next_beat = 0.0
+    while not stopped():
+        now = time.monotonic()
+        if now >= next_beat:
+            channel.send({"hb": 1})
+            next_beat = now + interval
+        msg = channel.recv(interval)
+        now = time.monotonic()
+        if msg is None:
+            if now - last_heard > timeout:
+                return False
+            continue
+        last_heard = now
+        if "hb" not in msg and on_message(msg):
+            return True
+    return True
+
+
+@dataclass
+class _Pending:
+    """A connection that has not finished its handshake."""
+
+    source: str         # the peer's address, without the port
+    since: float
+    channel: Channel
 
 
 class _Member:
@@ -184,7 +208,8 @@ class RendezvousServer:
         self._port_name: str | None = None
         self._next_turn = 1
         self._joining: int | None = None
-        self._pending = 0
+        self._pending: dict[int, _Pending] = {}    # id(channel) -> connection in handshake
+        self._refusals: dict[str, int] = {}         # source address -> refusals so far
         self._closing = False
         self._started = time.monotonic()
         if host:
@@ -291,18 +316,46 @@ class RendezvousServer:
                 sock, addr = self._listener.accept()
             except OSError:
                 return
-            host = addr[0].removeprefix("::ffff:")     # IPv4 peers of a dual-stack socket
-            peer = join_address(host, addr[1])
+            source = addr[0].removeprefix("::ffff:")     # IPv4 peers of a dual-stack socket
+            channel = Channel(sock, join_address(source, addr[1]))
             with self._cond:
-                crowded = self._pending >= MAX_PENDING
-                if not crowded:
-                    self._pending += 1
-            if crowded:
-                self.log(f"refused connection from {peer}: too many pending handshakes")
-                sock.close()
-                continue
-            threading.Thread(target=self._serve, args=(sock, peer), daemon=True,
-                             name=f"rendezvous-{peer}").start()
+                victim = self._make_room(source)
+                self._pending[id(channel)] = _Pending(source, time.monotonic(), channel)
+            if victim is not None:
+                self._refuse(victim.source, victim.channel.peer,
+                             f"oldest of {len(self._pending)} unfinished handshakes (at most "
+                             f"{MAX_PENDING_PER_SOURCE} per address, {MAX_PENDING} in all)")
+                victim.channel.close()
+            threading.Thread(target=self._serve, args=(channel,), daemon=True,
+                             name=f"rendezvous-{channel.peer}").start()
+
+    def _make_room(self, source: str) -> _Pending | None:
+        """The handshake to drop for a newcomer from ``source`` (holding the condition): the
+        oldest of that address when it has too many, else the oldest of all when full.
+        Strangers can hold connections open, so the newest (maybe a machine) is never the one
+        dropped."""
+        same = [p for p in self._pending.values() if p.source == source]
+        crowd = same if len(same) >= MAX_PENDING_PER_SOURCE else (
+            list(self._pending.values()) if len(self._pending) >= MAX_PENDING else [])
+        if not crowd:
+            return None
+        victim = min(crowd, key=lambda p: p.since)
+        del self._pending[id(victim.channel)]
+        return victim
+
+    def _refuse(self, source: str, peer: str, why: str) -> None:
+        """One log line per refused connection, for the first few of each address."""
+        with self._cond:
+            count = self._refusals[source] = self._refusals.get(source, 0) + 1
+        if count <= MAX_REFUSALS_SHOWN:
+            more = f" (further refusals from {source} are only counted)" \
+                if count == MAX_REFUSALS_SHOWN else ""
+            self.log(f"refused connection from {peer}: {why}{more}")
+
+    def refusals(self) -> int:
+        """Connections refused so far (strangers, junk, silence, crowding)."""
+        with self._cond:
+            return sum(self._refusals.values())
 
     def _handshake(self, channel: Channel) -> dict:
         nonce = secrets.token_hex(16)
@@ -315,24 +368,28 @@ class RendezvousServer:
         client_nonce = hello.get("nonce")
         if not isinstance(client_nonce, str) or not 16 <= len(client_nonce) <= 128:
             raise ProtocolError("bad nonce")
+        mac = hello.get("mac")
+        if not isinstance(mac, str) or not mac.isascii():
+            raise ProtocolError("bad mac")
         expected = _mac(self.secret, "client", nonce, client_nonce)
-        if not hmac.compare_digest(str(hello.get("mac", "")), expected):
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
             raise ProtocolError("wrong secret", reply="wrong secret: set the same "
                                                       "RINGTRAIN_SECRET on every machine")
         channel.send({"mac": _mac(self.secret, "server", client_nonce, nonce)})
         return hello
 
-    def _serve(self, sock: socket.socket, peer: str) -> None:
-        channel = Channel(sock, peer)
+    def _serve(self, channel: Channel) -> None:
+        pending = self._pending.get(id(channel))
+        source = pending.source if pending is not None else channel.peer
         try:
             try:
                 hello = self._handshake(channel)
                 member = self._register(hello, channel)
             finally:
                 with self._cond:
-                    self._pending -= 1
+                    self._pending.pop(id(channel), None)
         except ProtocolError as exc:
-            self.log(f"refused connection from {peer}: {exc}")
+            self._refuse(source, channel.peer, str(exc))
             if exc.reply is not None:
                 try:
                     channel.send({"error": exc.reply})
@@ -341,7 +398,12 @@ class RendezvousServer:
             channel.close()
             return
         except (RendezvousError, OSError) as exc:
-            self.log(f"dropped connection from {peer} during the handshake: {exc}")
+            if not channel.closed:  # else it was dropped for a newcomer, and said so
+                self._refuse(source, channel.peer, f"lost during the handshake: {exc}")
+            channel.close()
+            return
+        except Exception as exc:  # noqa: BLE001 - a stranger's bytes must never end this thread
+            self._refuse(source, channel.peer, f"{type(exc).__name__}: {str(exc)[:100]}")
             channel.close()
             return
         if member is None:
@@ -464,31 +526,20 @@ class RendezvousServer:
 
     def _monitor(self, member: _Member) -> None:
         """Heartbeats until the member says done; silence or a lost connection fails the job."""
-        interval = heartbeat_interval(self.timeout)
-        last_heard = time.monotonic()
-        next_beat = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= next_beat:
-                member.channel.send({"hb": 1})
-                next_beat = now + interval
-            msg = member.channel.recv(interval)
-            now = time.monotonic()
-            if msg is None:
-                if now - last_heard > self.timeout:
-                    self._lost(member, f"stopped answering for {self.timeout:g} s "
-                                       f"(RINGTRAIN_TIMEOUT)")
-                    return
-                continue
-            last_heard = now
+
+        def on_message(msg: dict) -> bool:
             if "done" in msg:
                 with self._cond:
                     member.done = True
                     self._cond.notify_all()
-                return
+                return True
             if "failed" in msg:
                 # Keep listening: the member waits for the job's verdict before it exits.
                 self.fail(f"{self._describe(member.group)}: {str(msg['failed'])[:2000]}")
+            return False
+
+        if not keep_alive(member.channel, self.timeout, on_message):
+            self._lost(member, f"stopped answering for {self.timeout:g} s (RINGTRAIN_TIMEOUT)")
 
     def _lost(self, member: _Member, why: str) -> None:
         with self._cond:
@@ -517,34 +568,60 @@ class RendezvousClient:
         self._thread: threading.Thread | None = None
 
     def register(self) -> dict:
-        """Connect, authenticate and register; the reply (offsets, sizes, turn, port)."""
+        """Connect, authenticate and register; the reply (offsets, sizes, turn, port).
+
+        A connection refused, or closed before the handshake is done (the chief not up yet,
+        or crowded by strangers), is tried again after a pause that doubles up to
+        MAX_BACKOFF, until ``join_timeout``; an answer from the chief (refused, aborted) is
+        final."""
         deadline = time.monotonic() + self.join_timeout
+        pause = 0.1
         while True:
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=HANDSHAKE_TIMEOUT)
-                break
-            except OSError as exc:
-                if time.monotonic() >= deadline:
+                return self._attempt()
+            except _TryAgain as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise RendezvousError(f"could not reach the chief at {self.address} within "
                                           f"{self.join_timeout:g} s (RINGTRAIN_JOIN_TIMEOUT): "
                                           f"{exc}") from None
-                time.sleep(0.1)
+                time.sleep(min(remaining, pause * random.uniform(0.5, 1.0)))
+                pause = min(MAX_BACKOFF, pause * 2)
+
+    def _attempt(self) -> dict:
+        """One connection: the handshake (transport failures raise _TryAgain), then admission."""
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=HANDSHAKE_TIMEOUT)
+        except OSError as exc:
+            raise _TryAgain(str(exc)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.channel = channel = Channel(sock, f"the chief at {self.address}")
-        greeting = channel.recv(HANDSHAKE_TIMEOUT)
-        if greeting is None or greeting.get("proto") != PROTOCOL:
-            raise RendezvousError(f"{self.address} is not a ringtrain rendezvous")
-        nonce = secrets.token_hex(16)
-        channel.send({"proto": PROTOCOL, "nonce": nonce, **self.hello,
-                      "mac": _mac(self.secret, "client", greeting["nonce"], nonce)})
-        proof = channel.recv(HANDSHAKE_TIMEOUT)
-        if proof is None:
-            raise RendezvousError(f"the chief at {self.address} did not answer the handshake")
+        channel = Channel(sock, f"the chief at {self.address}")
+        try:
+            greeting = channel.recv(HANDSHAKE_TIMEOUT)
+            if greeting is None:
+                raise _TryAgain(f"no greeting within {HANDSHAKE_TIMEOUT:g} s")
+            nonce = secrets.token_hex(16)
+            server_nonce = str(greeting.get("nonce"))
+            if greeting.get("proto") != PROTOCOL:
+                raise ProtocolError(f"it greeted with {str(greeting.get('proto'))[:40]!r}")
+            channel.send({"proto": PROTOCOL, "nonce": nonce, **self.hello,
+                          "mac": _mac(self.secret, "client", server_nonce, nonce)})
+            proof = channel.recv(HANDSHAKE_TIMEOUT)
+            if proof is None:
+                raise _TryAgain(f"no answer to the handshake within {HANDSHAKE_TIMEOUT:g} s")
+        except ProtocolError as exc:
+            channel.close()
+            raise RendezvousError(f"{self.address} is not a {PROTOCOL} rendezvous ({exc})"
+                                  ) from None
+        except (RendezvousError, OSError) as exc:   # closed, reset: perhaps crowded out
+            channel.close()
+            raise _TryAgain(str(exc)) from None
+        self.channel = channel
         if "error" in proof:
             raise RendezvousError(f"the chief at {self.address} refused this machine: "
-                                  f"{proof['error']}")
-        if not hmac.compare_digest(str(proof.get("mac", "")),
-                                   _mac(self.secret, "server", nonce, greeting["nonce"])):
+                                  f"{str(proof['error'])[:500]}")
+        if not hmac.compare_digest(str(proof.get("mac", "")).encode(),
+                                   _mac(self.secret, "server", nonce, server_nonce).encode()):
             raise RendezvousError(f"{self.address} does not know RINGTRAIN_SECRET; refusing it")
         reply = self._next(self.join_timeout + HANDSHAKE_TIMEOUT)
         if reply is None:
@@ -552,9 +629,9 @@ class RendezvousClient:
                                   f"within {self.join_timeout:g} s")
         if "error" in reply:
             raise RendezvousError(f"the chief at {self.address} refused this machine: "
-                                  f"{reply['error']}")
+                                  f"{str(reply['error'])[:500]}")
         if "abort" in reply:
-            raise RendezvousError(str(reply["abort"]))
+            raise RendezvousError(str(reply["abort"])[:2000])
         return reply
 
     def _next(self, timeout: float) -> dict | None:
@@ -580,31 +657,22 @@ class RendezvousClient:
     def _heartbeat(self, on_abort: Callable[[str], None]) -> None:
         channel = self.channel
         assert channel is not None
-        interval = heartbeat_interval(self.timeout)
-        last_heard = time.monotonic()
-        next_beat = 0.0
-        while not self._done:
-            try:
-                now = time.monotonic()
-                if now >= next_beat:
-                    channel.send({"hb": 1})
-                    next_beat = now + interval
-                msg = channel.recv(interval)
-            except (RendezvousError, OSError) as exc:
-                if not self._done:
-                    on_abort(f"lost contact with the chief at {self.address}: {exc}")
-                return
-            now = time.monotonic()
-            if msg is None:
-                if now - last_heard > self.timeout and not self._done:
-                    on_abort(f"the chief at {self.address} stopped answering for "
-                             f"{self.timeout:g} s (RINGTRAIN_TIMEOUT)")
-                    return
-                continue
-            last_heard = now
+
+        def on_message(msg: dict) -> bool:
             if "abort" in msg and not self._done:
                 on_abort(str(msg["abort"]))
-                return
+                return True
+            return False
+
+        try:
+            alive = keep_alive(channel, self.timeout, on_message, stopped=lambda: self._done)
+        except (RendezvousError, OSError) as exc:
+            if not self._done:
+                on_abort(f"lost contact with the chief at {self.address}: {exc}")
+            return
+        if not alive and not self._done:
+            on_abort(f"the chief at {self.address} stopped answering for {self.timeout:g} s "
+                     f"(RINGTRAIN_TIMEOUT)")
 
     def failed(self, reason: str) -> None:
         """Tell the chief this member failed (the chief then aborts everyone)."""
