@@ -30,6 +30,9 @@ from .world.process_group import (
 train = importlib.import_module(".train", __name__)
 
 
+# tf.compat.v1 is TensorFlow 1's API, which is what ringtrain speaks.
+compat.v1 = importlib.import_module(__name__)
+
 # One public name, two meanings: with no argument the process group's rank()/size(); with a
 # tensor TensorFlow 1's tf.rank(input)/tf.size(input), so TF1 programs and ringtrain.rank() work.
 def rank(*args, **kwargs):

@@ -51,8 +51,6 @@ _TABLE: dict[str, dict[str, str]] = {
         "saved_model": _NO_MODEL_FILES,
         "lite": _NO_MODEL_FILES,
         "Tensor.numpy": _EAGER,
-        "compat": "tf.compat is not provided by ringtrain: it speaks TensorFlow 1's API "
-                  "directly, so write `import ringtrain as tf`",
     },
     "ringtrain.core.train": {
         "ClusterSpec": _PS,
@@ -84,6 +82,10 @@ _TABLE: dict[str, dict[str, str]] = {
     "ringtrain.keras.layers": {name: _RECURRENT for name in (
         "RNN", "SimpleRNN", "SimpleRNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell",
         "Bidirectional", "ConvLSTM2D")},
+    "ringtrain.core.compat": {
+        "v2": "{name} is TensorFlow 2's API, which ringtrain does not provide: it speaks "
+              "TensorFlow 1's, so use tf.compat.v1 (the same as `import ringtrain as tf`)",
+    },
     "ringtrain.core.contrib": {
         "eager": _EAGER,
         "learn": "tf.contrib.learn is not supported by ringtrain; use tf.keras or a tf.Session "
@@ -94,7 +96,8 @@ _TABLE: dict[str, dict[str, str]] = {
 # Public names of the modules, as a TensorFlow program spells them.
 _TF_NAMES = {"ringtrain": "tf", "ringtrain.core.train": "tf.train", "ringtrain.data": "tf.data",
              "ringtrain.keras": "tf.keras", "ringtrain.keras.layers": "tf.keras.layers",
-             "ringtrain.core.contrib": "tf.contrib"}
+             "ringtrain.core.contrib": "tf.contrib",
+             "ringtrain.core.compat": "tf.compat"}
 
 
 def missing(module: str, name: str) -> AttributeError:

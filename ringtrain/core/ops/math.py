@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import InvalidArgumentError
 from .. import dtypes as _dt
 from ..graph import Tensor, TensorShape
 from .array import (
@@ -90,6 +91,48 @@ def floordiv(x: Any, y: Any, name: str | None = None) -> Tensor:
 
 def mod(x: Any, y: Any, name: str | None = None) -> Tensor:
     return _binary("FloorMod", x, y, name)
+
+
+def floor_div(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """TF1's name for floordiv: floor(x / y), elementwise."""
+    return floordiv(x, y, name)
+
+
+def div(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """TF1's ``tf.div``: Python 2 division, i.e. floor division for integers and true division
+    for floats."""
+    x, y = _pair(x, y)
+    if x.dtype.is_integer:
+        return floordiv(x, y, name or "div")
+    return _binary("RealDiv", x, y, name or "div")
+
+
+def realdiv(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """x / y for floats (no cast of integers, unlike truediv)."""
+    return _binary("RealDiv", x, y, name)
+
+
+def div_no_nan(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """x / y, and 0 where y is 0 (even for x = 0 or inf)."""
+    x, y = _pair(x, y)
+    if not x.dtype.is_floating:
+        raise TypeError(f"div_no_nan needs floating-point tensors, got {x.dtype.name}")
+    return _binary("DivNoNan", x, y, name)
+
+
+def truncatediv(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """Integer x / y rounded toward zero, as C does (-7 / 5 = -1); TensorFlow's CPU kernel
+    takes integers only."""
+    x, y = _pair(x, y)
+    if not x.dtype.is_integer:
+        raise TypeError(f"truncatediv takes integer tensors (TensorFlow's CPU kernel has no "
+                        f"{x.dtype.name} version); use tf.truediv or tf.floordiv")
+    return _binary("TruncateDiv", x, y, name)
+
+
+def truncatemod(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """The remainder of truncated division (C's fmod): it has the sign of x."""
+    return _binary("TruncateMod", x, y, name)
 
 
 def pow(x: Any, y: Any, name: str | None = None) -> Tensor:
@@ -381,6 +424,18 @@ def argmin(input: Any, axis: int | None = None, name: str | None = None,
     return _arg("ArgMin", input, axis, name, dimension, output_type)
 
 
+def arg_max(input: Any, dimension: int | None = None, name: str | None = None,
+            output_type: Any = _dt.int64) -> Tensor:
+    """TF1's older name for argmax, with the axis called ``dimension``."""
+    return _arg("ArgMax", input, None, name, dimension, output_type)
+
+
+def arg_min(input: Any, dimension: int | None = None, name: str | None = None,
+            output_type: Any = _dt.int64) -> Tensor:
+    """TF1's older name for argmin, with the axis called ``dimension``."""
+    return _arg("ArgMin", input, None, name, dimension, output_type)
+
+
 # --- Tensor operators ----------------------------------------------------------------------------
 
 def _rev(fn, default_name):
@@ -478,6 +533,35 @@ def _ufunc(name: str):
 
 for _op, _fn in {**_BINARY, **_UNARY}.items():
     KERNELS[_op] = _ufunc(_fn)
+
+
+@kernel("TruncateDiv")
+def _truncate_div(rt):
+    xp = rt.xp
+    op = rt.op
+
+    def run(x, y):
+        if not xp.all(y):
+            raise InvalidArgumentError(None, op, f"{op.name}: integer division by zero")
+        q = xp.floor_divide(x, y)
+        # floor and truncation differ by one where the signs differ and the division is inexact
+        return q + ((xp.remainder(x, y) != 0) & ((x < 0) != (y < 0))).astype(q.dtype)
+    return run
+
+
+@kernel("TruncateMod")
+def _truncate_mod(rt):
+    return lambda x, y: rt.xp.fmod(x, y)
+
+
+@kernel("DivNoNan")
+def _div_no_nan(rt):
+    xp = rt.xp
+
+    def run(x, y):
+        zero = y == 0
+        return xp.where(zero, xp.zeros((), x.dtype), x / xp.where(zero, xp.ones((), y.dtype), y))
+    return run
 
 
 @kernel("Rsqrt")

@@ -8,6 +8,7 @@ import numbers
 from typing import Any
 
 from ...errors import InvalidArgumentError
+from .. import distribution
 from .. import dtypes as _dt
 from ..graph import Tensor, TensorShape, get_default_graph
 from .array import (
@@ -18,11 +19,13 @@ from .array import (
     gather,
     identity,
     reshape,
+    shape,
     squeeze,
     stop_gradient,
 )
 from .base import _make, _make1, kernel
 from .math import (
+    div_no_nan,
     exp,
     log1p,
     matmul,
@@ -43,6 +46,7 @@ __all__ = [
     "avg_pool2d",
     "batch_normalization",
     "bias_add",
+    "compute_average_loss",
     "conv2d",
     "dropout",
     "elu",
@@ -56,6 +60,7 @@ __all__ = [
     "moments",
     "relu",
     "relu6",
+    "scale_regularization_loss",
     "sigmoid",
     "sigmoid_cross_entropy_with_logits",
     "softmax",
@@ -416,6 +421,53 @@ def l2_normalize(x: Any, axis: Any = None, epsilon: float = 1e-12, name: str | N
     axis = dim if axis is None else axis
     ss = reduce_sum(square(x), axis, keepdims=True)
     return multiply(x, rsqrt(maximum(ss, epsilon)), name=name)
+
+
+# --- losses across replicas -------------------------------------------------------------------
+
+def _replicas_in_sync() -> int:
+    ctx = distribution.current()
+    return int(getattr(ctx, "num_replicas_in_sync", 1)) if ctx is not None else 1
+
+
+def compute_average_loss(per_example_loss: Any, sample_weight: Any = None,
+                         global_batch_size: Any = None) -> Tensor:
+    """The loss of one replica's share of a global batch, so that training under
+    MirroredStrategy updates the variables as TensorFlow does.
+
+    TensorFlow returns sum(per_example_loss * sample_weight) / global_batch_size (the global
+    batch defaults to this replica's batch times num_replicas_in_sync) and *sums* the replicas'
+    gradients. ringtrain *averages* gradients across replicas, so the same update needs the
+    loss num_replicas_in_sync times larger: this returns TensorFlow's value times
+    num_replicas_in_sync (identical outside a strategy, where that is 1).
+    """
+    loss = convert_to_tensor(per_example_loss)
+    if not loss.dtype.is_floating:
+        raise TypeError(f"compute_average_loss needs a floating-point per_example_loss, got "
+                        f"{loss.dtype.name}")
+    with get_default_graph().name_scope("compute_average_loss"):
+        if sample_weight is not None:
+            loss = loss * _ops_cast_like(sample_weight, loss)
+        replicas = _replicas_in_sync()
+        if global_batch_size is None:
+            local_batch = (shape(loss)[0] if loss.shape.ndims else
+                           constant(1, _dt.int32))
+            return div_no_nan(reduce_sum(loss), cast(local_batch, loss.dtype))
+        batch = _ops_cast_like(global_batch_size, loss)
+        return div_no_nan(reduce_sum(loss) * constant(replicas, loss.dtype), batch)
+
+
+def scale_regularization_loss(regularization_loss: Any) -> Tensor:
+    """The regularization loss to add to each replica's loss. TensorFlow divides it by
+    num_replicas_in_sync because it sums the replicas' gradients; ringtrain averages them, so
+    the sum is returned as it is (the same update as TensorFlow's)."""
+    return reduce_sum(convert_to_tensor(regularization_loss))
+
+
+def _ops_cast_like(value: Any, like: Tensor) -> Tensor:
+    value = convert_to_tensor(value) if isinstance(value, Tensor) else \
+        constant(value, like.dtype)
+    return value if value.dtype == like.dtype else cast(value, like.dtype)
 
 
 # --- kernels: activations ------------------------------------------------------------------------

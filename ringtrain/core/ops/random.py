@@ -85,6 +85,30 @@ def random_shuffle(value: Any, seed: int | None = None, name: str | None = None)
     return _make1("RandomShuffle", (x,), x.dtype, x.shape, name, {"seed": s1, "seed2": s2})
 
 
+def categorical(logits: Any, num_samples: int, dtype: Any = None, seed: int | None = None,
+                name: str | None = None) -> Tensor:
+    """``num_samples`` class indices per row of ``logits`` ([batch, classes], unnormalized
+    log-probabilities): a [batch, num_samples] tensor (int64 unless ``dtype``)."""
+    logits = convert_to_tensor(logits)
+    if logits.shape.ndims is not None and logits.shape.ndims != 2:
+        raise ValueError(f"categorical/multinomial: logits must be 2-D [batch, classes], got "
+                         f"shape {logits.shape}")
+    if not isinstance(num_samples, int) or num_samples < 0:
+        raise TypeError(f"categorical/multinomial: num_samples must be a Python int >= 0, got "
+                        f"{num_samples!r}")
+    dtype = _dt.as_dtype(dtype or _dt.int64)
+    s1, s2 = _seeds(logits.graph, seed)
+    batch = logits.shape.as_list()[0] if logits.shape.ndims == 2 else None
+    return _make1("Multinomial", (logits,), dtype, [batch, num_samples], name,
+                  {"num_samples": num_samples, "dtype": dtype, "seed": s1, "seed2": s2})
+
+
+def multinomial(logits: Any, num_samples: int, seed: int | None = None, name: str | None = None,
+                output_dtype: Any = None) -> Tensor:
+    """TF1's name for categorical (argument order: logits, num_samples, seed, name, dtype)."""
+    return categorical(logits, num_samples, output_dtype, seed, name)
+
+
 # --- kernels -------------------------------------------------------------------------------------
 
 def _random(kind: str):
@@ -112,10 +136,9 @@ def _random(kind: str):
         return lambda s: draw(_dims(s))
     return factory
 
+
 KERNELS["RandomStandardNormal"] = _random("normal")
-
 KERNELS["RandomUniform"] = _random("uniform")
-
 KERNELS["TruncatedNormal"] = _random("truncated")
 
 
@@ -132,3 +155,22 @@ def _random_int(rt, dtype, seed=None, seed2=None, shape=None):
 def _random_shuffle(rt, seed=None, seed2=None):
     gen = rt.rng(seed, seed2)
     return lambda x: x[gen.permutation(x.shape[0])] if x.ndim else x
+
+
+@kernel("Multinomial")
+def _multinomial(rt, num_samples, dtype, seed=None, seed2=None):
+    gen = rt.rng(seed, seed2)
+    xp = rt.xp
+    npd = dtype.np_dtype
+
+    def run(logits):
+        z = logits.astype("float64")
+        z = xp.exp(z - z.max(axis=1, keepdims=True))
+        cdf = xp.cumsum(z, axis=1)
+        cdf /= cdf[:, -1:]
+        draws = gen.random((z.shape[0], num_samples))
+        out = xp.empty((z.shape[0], num_samples), dtype=npd)
+        for row in range(z.shape[0]):
+            out[row] = xp.searchsorted(cdf[row], draws[row], side="right")
+        return xp.minimum(out, z.shape[1] - 1)
+    return run
