@@ -291,7 +291,7 @@ def test_backup_and_restore_resumes_like_an_uninterrupted_run(tmp_path, source):
     with pytest.raises(KeyboardInterrupt):
         crashed.fit(**data(), epochs=4, verbose=0,
                     callbacks=[keras.callbacks.BackupAndRestore(backup), Interrupt(1)])
-    assert os.path.exists(os.path.join(backup, "training_state.json"))
+    assert os.path.exists(os.path.join(backup, "backup.npz"))
 
     resumed = make()  # a fresh process would start like this
     hist2 = resumed.fit(**data(), epochs=4, verbose=0,

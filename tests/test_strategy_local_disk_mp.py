@@ -31,11 +31,11 @@ def test_every_rank_resumes_from_the_chiefs_backup(ringrun, tmp_path, other_rank
         (run / "stopped").unlink()
     first = ringrun(n, SCRIPT, str(run), "--stop-after", str(stop_after), timeout=60)
     assert first.returncode != 0 and (run / "stopped").exists(), first.describe()
-    assert (run / "rank0" / "backup" / "training_state.json").exists(), first.describe()
+    assert (run / "rank0" / "backup" / "backup.npz").exists(), first.describe()
     if other_rank_backup == "missing":
         assert not (run / "rank1").exists()         # only the chief ever wrote
     else:
-        assert (run / "rank1" / "backup" / "training_state.json").exists()
+        assert (run / "rank1" / "backup" / "backup.npz").exists()
 
     second = ringrun(n, SCRIPT, str(run), "--stop-after", str(stop_after), timeout=60).check()
     for rank in range(n):

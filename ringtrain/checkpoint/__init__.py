@@ -20,7 +20,7 @@ What can be tracked, and the protocol library objects implement, is in ``trackin
 """
 
 from .fileformat import dumps, loads, read_state, read_state_everywhere, write_state
-from .files import atomic_write, deferred_termination
+from .files import atomic_write, deferred_termination, remove_stale_temporaries
 from .manager import CheckpointManager, all_checkpoint_files, latest_checkpoint
 from .saving import Checkpoint, CheckpointLoadStatus
 from .tracking import register_adapter
@@ -30,5 +30,5 @@ __all__ = [
     "Checkpoint", "CheckpointLoadStatus", "CheckpointManager", "all_checkpoint_files",
     "atomic_write", "chief_then_everyone", "deferred_termination", "dumps", "is_chief",
     "latest_checkpoint", "loads", "read_state", "read_state_everywhere", "register_adapter",
-    "write_state",
+    "remove_stale_temporaries", "write_state",
 ]

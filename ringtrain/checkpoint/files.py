@@ -67,6 +67,22 @@ def _atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     fsync_directory(directory)
 
 
+def remove_stale_temporaries(directory: str | os.PathLike, *names: str) -> None:
+    """Delete the temporary files that killed ``atomic_write`` calls of files in ``directory``
+    whose names start with one of ``names`` left behind (only the chief writes there)."""
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    prefixes = tuple(f".{name}" for name in names)
+    for entry in entries:
+        if entry.startswith(prefixes) and entry.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except FileNotFoundError:
+                pass
+
+
 def fsync_directory(directory: str | os.PathLike) -> None:
     """Make the renames and unlinks in ``directory`` durable."""
     dir_fd = os.open(directory, os.O_RDONLY)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import errors
 from .fileformat import SUFFIX, data_file
-from .files import atomic_write, deferred_termination
+from .files import atomic_write, deferred_termination, remove_stale_temporaries
 from .saving import Checkpoint, using_session
 from .tracking import adapter_for
 from .workers import is_chief
@@ -113,7 +113,19 @@ class CheckpointManager:
              session: Any = None) -> str | None:
         """Write a checkpoint; returns its path, or None when ``checkpoint_interval`` says
         it is too early. Every worker calls it (only the chief writes). ``session``: where
-        graph variables live (default: the default session)."""
+        graph variables live (default: the default session).
+
+        SIGTERM (ringrun stopping the job) waits on every worker from the first line until
+        the file and the index are written: the workers that are saving all finish it. If
+        a worker dies before its part (the gathering of random streams), the save is
+        abandoned before any file is touched; its temporary files, if a kill left any, are
+        removed by the next save.
+        """
+        with deferred_termination():
+            return self._save(checkpoint_number, check_interval, session)
+
+    def _save(self, checkpoint_number: int | None, check_interval: bool,
+              session: Any) -> str | None:
         if self._interval is not None and check_interval:
             with using_session(session):
                 step = self._step()
@@ -128,24 +140,24 @@ class CheckpointManager:
         self._checkpoint.save_counter += 1
         prefix = os.path.join(self.directory, f"{self._name}-{int(checkpoint_number)}")
         with using_session(session):
-            workers = self._checkpoint._worker_states()      # collective: before SIGTERM waits
-        # A SIGTERM (ringrun stopping the job) waits until the file and the index are written.
-        with deferred_termination():
-            path = self._checkpoint._write(prefix, workers, session)
-            now = time.time()
-            if path in self._checkpoints:
-                self._checkpoints.remove(path)
-            self._checkpoints.append(path)
-            self._times[os.path.basename(path)] = now
-            self._latest = path
-            doomed = self._sweep(now)
-            if is_chief():
-                self._write_index()
-                for old in doomed:
-                    try:
-                        os.unlink(data_file(old))
-                    except FileNotFoundError:
-                        pass
+            workers = self._checkpoint._worker_states()      # the one collective
+        if is_chief():
+            remove_stale_temporaries(self.directory, f"{self._name}-", INDEX_FILE)
+        path = self._checkpoint._write(prefix, workers, session)
+        now = time.time()
+        if path in self._checkpoints:
+            self._checkpoints.remove(path)
+        self._checkpoints.append(path)
+        self._times[os.path.basename(path)] = now
+        self._latest = path
+        doomed = self._sweep(now)
+        if is_chief():
+            self._write_index()
+            for old in doomed:
+                try:
+                    os.unlink(data_file(old))
+                except FileNotFoundError:
+                    pass
         return path
 
     def _sweep(self, now: float) -> list[str]:

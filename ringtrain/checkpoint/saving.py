@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import errors
 from .fileformat import SUFFIX, read_state_everywhere, write_state
+from .files import deferred_termination
 from .tracking import Adapter, adapter_for, guarded
 from .workers import gather_from_workers, is_chief, worker_index
 
@@ -171,11 +172,13 @@ class Checkpoint:
     def write(self, file_prefix: str | os.PathLike, session: Any = None) -> str:
         """Write a checkpoint to ``file_prefix`` (+ ``.npz``) without numbering it; returns
         the path to pass to ``restore``. The chief writes; other workers only return the path.
-        ``session``: where graph variables live (default: the default session).
+        ``session``: where graph variables live (default: the default session). SIGTERM
+        waits until the file is written (see ``CheckpointManager.save``).
         """
-        with using_session(session):
-            workers = self._worker_states()            # the one collective, on every worker
-        return self._write(file_prefix, workers, session)
+        with deferred_termination():
+            with using_session(session):
+                workers = self._worker_states()        # the one collective, on every worker
+            return self._write(file_prefix, workers, session)
 
     def _write(self, file_prefix: str | os.PathLike, workers: list[dict] | None,
                session: Any) -> str:

@@ -8,7 +8,6 @@ only the chief writes files or prints.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import atomic_write
+from .. import checkpoint
 
 
 class Callback:
@@ -260,15 +259,16 @@ class BackupAndRestore(Callback):
     """Resume an interrupted ``fit`` from the last finished epoch.
 
     After each epoch the chief writes the full training state (weights, optimizer slots and
-    iteration count, the epoch number) to ``backup_dir`` atomically. When ``fit`` starts and the
+    iteration count, the shuffling seed, every worker's random streams, the epoch number) to
+    ``backup_dir/backup.npz`` in one atomic step (a checkpoint file, renamed into place), so a
+    kill at any moment leaves the previous backup or the new one. When ``fit`` starts and the
     chief has a backup, it sends it to every worker (no shared filesystem needed), all restore
-    it and training continues at the next epoch; shuffling seeds are per epoch, so the resumed
-    run sees the same data order. The backup is deleted when ``fit`` finishes (unless
+    it and training continues at the next epoch, bit-identical to a run never interrupted
+    (same data order, same dropout masks). The backup is deleted when ``fit`` finishes (unless
     ``delete_checkpoint=False``).
     """
 
-    STATE_FILE = "training_state.npz"
-    META_FILE = "training_state.json"
+    FILE = "backup.npz"
 
     def __init__(self, backup_dir: str, save_freq: Any = "epoch", delete_checkpoint: bool = True,
                  save_before_preemption: bool = False):
@@ -280,58 +280,47 @@ class BackupAndRestore(Callback):
         self.backup_dir = os.fspath(backup_dir)
         self.delete_checkpoint = delete_checkpoint
 
-    def _paths(self) -> tuple[str, str]:
-        return (os.path.join(self.backup_dir, self.STATE_FILE),
-                os.path.join(self.backup_dir, self.META_FILE))
+    @property
+    def _path(self) -> str:
+        return os.path.join(self.backup_dir, self.FILE)
 
-    def _read(self) -> tuple[dict, dict] | None:
+    def _read(self) -> tuple[Any, dict] | None:
         """``(state, meta)`` of the backup in ``backup_dir`` on this machine, None if none."""
-        state_path, meta_path = self._paths()
-        if not os.path.exists(meta_path):
+        if not os.path.exists(self._path):
             return None
-        with open(meta_path) as f:
-            meta = json.load(f)
-        with np.load(state_path, allow_pickle=False) as data:
-            state = {k: data[k] for k in data.files}
-        if meta.get("state_sha") != _digest(state):
-            raise ValueError(f"backup in {self.backup_dir} is inconsistent (state and metadata "
-                             f"differ); delete the directory to start over")
-        return state, meta
+        return checkpoint.read_state(self._path)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # Under a strategy the chief's backup (it alone writes one) is everyone's: a worker
         # without a shared filesystem has none or a stale one, and must not resume elsewhere.
-        read_on_chief = getattr(self.model, "_read_on_chief", None)
-        found = self._read() if read_on_chief is None else read_on_chief(self._read)
+        replication = self.model._replication
+        found = replication.read_on_chief(self._read)
         if found is None:
             return
         state, meta = found
-        self.model._restore_checkpoint_state(state)
+        self.model._restore_checkpoint_state(state["model"])
+        # Each worker continues its own random streams (dropout); with more workers than the
+        # backup was written by, the extra ones reuse earlier workers' streams.
+        streams = state["workers"]
+        self.model._restore_checkpoint_worker_state(
+            streams[replication.worker_index % len(streams)])
         self.model._resume_epoch = int(meta["epoch"]) + 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        state = self.model._checkpoint_state()  # not a collective: every rank just reads values
-        if not self._is_chief:
-            return
-        state_path, meta_path = self._paths()
-        atomic_write(state_path, lambda f: np.savez(f, **state))
-        meta = {"epoch": epoch, "state_sha": _digest(state)}
-        # The metadata is written last: its presence marks a complete backup.
-        atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        # One file replaced by one rename: a kill at any point leaves the previous backup or
+        # this one, whole. SIGTERM waits from the first collective to the rename.
+        with checkpoint.deferred_termination():
+            streams = self.model._replication.gather(self.model._checkpoint_worker_state())
+            if not self._is_chief:
+                return
+            state = self.model._checkpoint_state()
+            checkpoint.remove_stale_temporaries(self.backup_dir, self.FILE)
+            checkpoint.write_state(self._path, {"model": state, "workers": streams},
+                                   epoch=epoch)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.delete_checkpoint and self._is_chief and os.path.isdir(self.backup_dir):
             shutil.rmtree(self.backup_dir, ignore_errors=True)
-
-
-def _digest(state: dict) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(state[k]).tobytes())
-    return h.hexdigest()
 
 
 class TensorBoard(Callback):

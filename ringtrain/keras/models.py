@@ -57,6 +57,7 @@ class Model(Trainer, Layer):
         self._func_inputs: Any = None
         self._func_outputs: Any = None
         self._pending_state: dict | None = None
+        self._pending_streams: dict = {}      # random streams of ops fit has not created yet
         self._building = False
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -88,6 +89,10 @@ class Model(Trainer, Layer):
     @property
     def _is_chief(self) -> bool:
         return Replication(self._dist_ctx).is_chief
+
+    @property
+    def _replication(self) -> Replication:
+        return Replication(self._dist_ctx)
 
     def _read_on_chief(self, read: Any) -> Any:
         """``read()`` on the chief, its result on every worker (see ``Replication``)."""
@@ -344,7 +349,44 @@ class Model(Trainer, Layer):
         else:
             self._apply_pending_state()
 
+    def _checkpoint_worker_state(self) -> dict:
+        """This worker's random streams (dropout, random layers), keyed by the op's type and
+        its rank among the graph's ops of that type: op names differ between two instances of
+        one model, and positions shift with the ops restoring adds."""
+        if self._own_graph is None:
+            return {}
+        by_type: dict[str, list[str]] = {}
+        for op in self.graph.get_operations():
+            by_type.setdefault(op.type, []).append(op.name)
+        state = {}
+        for name, stream in self._session()._checkpoint_worker_state().items():
+            op_type = self.graph.get_operation_by_name(name).type
+            state[f"{op_type}:{by_type[op_type].index(name)}"] = stream
+        return state
+
+    def _restore_checkpoint_worker_state(self, state: dict) -> None:
+        """Restore a ``_checkpoint_worker_state``; streams of ops fit has not created yet are
+        set when it has."""
+        self._pending_streams = dict(state)
+        self._apply_pending_streams()
+
+    def _apply_pending_streams(self) -> None:
+        pending = self._pending_streams
+        if not pending or self._own_graph is None:
+            return
+        by_type: dict[str, list[str]] = {}
+        for op in self.graph.get_operations():
+            by_type.setdefault(op.type, []).append(op.name)
+        ready = {}
+        for key in list(pending):
+            op_type, rank = key.rsplit(":", 1)
+            names = by_type.get(op_type, [])
+            if int(rank) < len(names):
+                ready[names[int(rank)]] = pending.pop(key)
+        self._session()._restore_checkpoint_worker_state(ready)
+
     def _apply_pending_state(self) -> None:
+        self._apply_pending_streams()
         state = self._pending_state
         if not state or self._own_graph is None:
             return

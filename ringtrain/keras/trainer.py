@@ -73,6 +73,15 @@ class Replication:
             return read()
         return chief_then_everyone(read)
 
+    @property
+    def worker_index(self) -> int:
+        return 0 if self.ctx is None else int(getattr(self.ctx, "worker_index", 0))
+
+    def gather(self, mine: Any) -> list:
+        """Every worker's ``mine`` in worker order (a collective under a strategy)."""
+        allgather = getattr(self.ctx, "allgather_object", None)
+        return [mine] if allgather is None else list(allgather(mine))
+
     def same_seed(self, seed: int) -> int:
         """The chief's shuffling seed on every worker, so all iterate the same global order."""
         broadcast = getattr(self.ctx, "broadcast_object", None)
