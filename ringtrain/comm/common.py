@@ -153,51 +153,45 @@ class CommunicatorBase(Communicator):
         Every rank must pass the same arrays (shapes, dtypes) in the same order. With
         ``async_op=True`` the handle's ``wait()`` returns the list.
         """
-        def validate():
-            if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence):
-                raise TypeError(f"allreduce_many: arrays must be a list or tuple of arrays, got "
-                                f"{type(arrays).__name__}")
-            arrs = [C.as_array(a, "allreduce_many", f"arrays[{i}]") for i, a in enumerate(arrays)]
-            rop = C.check_op(op, "allreduce_many")
-            for a in arrs:
-                C.check_reducible(a.dtype, rop, "allreduce_many")
-            alg = C.check_algorithm(algorithm, "allreduce_many")
-            return arrs, rop, alg, check_bucket_bytes(bucket_bytes, "allreduce_many")
+        arrs, rop, alg, limit = self._checked(
+            "allreduce", lambda: _check_many(arrays, op, algorithm, bucket_bytes))
+        plans = [self._plan_bucket(arrs, bucket, rop, alg)
+                 for bucket in plan_buckets(arrs, limit, self.direct_bytes)]
+        return self._launch(lambda: self._reduce_buckets(arrs, plans, rop), async_op,
+                            tuple(arrs))
 
-        arrs, rop, alg, limit = self._checked("allreduce", validate)
-        buckets = plan_buckets(arrs, limit, self.direct_bytes)
-        plans = []
-        for bucket in buckets:
-            nbytes = sum(arrs[i].nbytes for i in bucket)
-            balg = self._pick_algorithm(alg, nbytes)
+    def _plan_bucket(self, arrs: list[np.ndarray], bucket: list[int], op: ReduceOp, alg: str
+                     ) -> tuple[list[int], str, bytes]:
+        """A bucket's algorithm (picked by its size) and its contract descriptor: a bucket of
+        several arrays travels as one flat array and names its members' shapes."""
+        first = arrs[bucket[0]]
+        alg = self._pick_algorithm(alg, sum(arrs[i].nbytes for i in bucket))
+        if len(bucket) == 1:
+            return bucket, alg, C.descriptor("allreduce", first.shape, first.dtype, op,
+                                             algorithm=alg)
+        total = sum(arrs[i].size for i in bucket)
+        return bucket, alg, C.descriptor("allreduce", (total,), first.dtype, op, algorithm=alg,
+                                         count=len(bucket),
+                                         members=tuple(arrs[i].shape for i in bucket))
+
+    def _reduce_buckets(self, arrs: list[np.ndarray], plans: list, op: ReduceOp) -> list:
+        """On the communication thread: each bucket's contract check, then its reduction; a
+        bucket of one array goes from input to result, the others are packed into one array
+        and their results are views of it."""
+        results: list = [None] * len(arrs)
+        for bucket, alg, desc in plans:
+            self._verify(desc)
             if len(bucket) == 1:
-                a = arrs[bucket[0]]
-                desc = C.descriptor("allreduce", a.shape, a.dtype, rop, algorithm=balg)
-            else:
-                total = sum(arrs[i].size for i in bucket)
-                desc = C.descriptor("allreduce", (total,), arrs[bucket[0]].dtype, rop,
-                                    algorithm=balg, count=len(bucket),
-                                    members=tuple(arrs[i].shape for i in bucket))
-            plans.append((bucket, balg, desc))
-
-        def job():
-            results: list = [None] * len(arrs)
-            for bucket, balg, desc in plans:
-                self._verify(desc)
-                if len(bucket) == 1:
-                    i = bucket[0]
-                    results[i] = self._allreduce_array(arrs[i], None, rop, balg)
-                    continue
-                fused = np.concatenate([arrs[i].reshape(-1) for i in bucket])
-                self._allreduce(fused, fused, rop, balg)
-                start = 0
-                for i in bucket:
-                    stop = start + arrs[i].size
-                    results[i] = fused[start:stop].reshape(arrs[i].shape)
-                    start = stop
-            return results
-
-        return self._launch(job, async_op, tuple(arrs))
+                results[bucket[0]] = self._allreduce_array(arrs[bucket[0]], None, op, alg)
+                continue
+            fused = np.concatenate([arrs[i].reshape(-1) for i in bucket])
+            self._allreduce(fused, fused, op, alg)
+            start = 0
+            for i in bucket:
+                stop = start + arrs[i].size
+                results[i] = fused[start:stop].reshape(arrs[i].shape)
+                start = stop
+        return results
 
     # --- broadcast, allgather, reduce_scatter, alltoall --------------------------------------
 
@@ -396,6 +390,20 @@ class CommunicatorBase(Communicator):
 
     def _release(self) -> None:
         pass
+
+
+def _check_many(arrays: Any, op: Any, algorithm: Any, bucket_bytes: Any
+                ) -> tuple[list[np.ndarray], ReduceOp, str, int]:
+    """``allreduce_many``'s arguments, checked: the arrays, op, algorithm and bucket size."""
+    what = "allreduce_many"
+    if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence):
+        raise TypeError(f"{what}: arrays must be a list or tuple of arrays, got "
+                        f"{type(arrays).__name__}")
+    arrs = [C.as_array(a, what, f"arrays[{i}]") for i, a in enumerate(arrays)]
+    rop = C.check_op(op, what)
+    for a in arrs:
+        C.check_reducible(a.dtype, rop, what)
+    return arrs, rop, C.check_algorithm(algorithm, what), check_bucket_bytes(bucket_bytes, what)
 
 
 def check_bucket_bytes(bucket_bytes: Any, what: str) -> int:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-
-from ..comm.base import ReduceOp
 
 _ALGORITHMS = ("auto", "ring", "native")
 
@@ -41,13 +38,6 @@ class CrossDeviceOps:
                              f"got {algorithm!r}")
         self.algorithm = algorithm
         self.bucket_bytes = _check_bucket_bytes(bucket_bytes, "bucket_bytes")
-
-    def batch_reduce(self, comm, arrays: Sequence, op: ReduceOp = ReduceOp.AVG) -> list:
-        """All-reduce ``arrays`` (same order on every rank) through fusion buckets."""
-        if not arrays:
-            return []
-        return list(comm.allreduce_many(list(arrays), op=op, algorithm=self.algorithm,
-                                        bucket_bytes=self.bucket_bytes))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(algorithm={self.algorithm!r}, "

@@ -309,10 +309,12 @@ class MirroredExtended(StrategyExtended):
         return self.comm.allreduce(array, op=op, algorithm=self.cross_device_ops.algorithm)
 
     def batch_allreduce(self, arrays: list, op: ReduceOp) -> list:
-        arrays = [_contiguous(a) for a in arrays]
+        """``arrays`` (the same list on every worker) all-reduced in buckets."""
         if self.num_workers == 1:
             return [np.array(a, copy=True) for a in arrays]
-        return self.cross_device_ops.batch_reduce(self.comm, arrays, op)
+        ops = self.cross_device_ops
+        return self.comm.allreduce_many(list(arrays), op=op, algorithm=ops.algorithm,
+                                        bucket_bytes=ops.bucket_bytes)
 
     def broadcast(self, array, root: int = 0) -> np.ndarray:
         array = _contiguous(array)
