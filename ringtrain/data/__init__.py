@@ -1,12 +1,14 @@
-"""tf.data: Dataset pipelines (slices, generators, shuffle, batch, threaded map, prefetch)."""
+"""tf.data: Dataset pipelines (slices, generators, shuffle, batch, threaded map, prefetch) and
+TF1's graph-mode iterators."""
 
 from . import experimental
-from .dataset import (
-    AUTOTUNE,
-    INFINITE_CARDINALITY,
-    UNKNOWN_CARDINALITY,
-    Dataset,
-    OneShotIterator,
+from .dataset import AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset
+from .iterator import (
+    Iterator,
+    get_output_classes,
+    get_output_shapes,
+    get_output_types,
+    make_initializable_iterator,
     make_one_shot_iterator,
 )
 from .structure import TensorSpec
@@ -19,7 +21,7 @@ def __getattr__(name: str):
     raise missing(__name__, name)
 
 
-Iterator = OneShotIterator
+OneShotIterator = Iterator  # the name of ringtrain's first (one-shot only) iterator
 
 __all__ = [
     "AUTOTUNE",
@@ -30,5 +32,9 @@ __all__ = [
     "OneShotIterator",
     "TensorSpec",
     "experimental",
+    "get_output_classes",
+    "get_output_shapes",
+    "get_output_types",
+    "make_initializable_iterator",
     "make_one_shot_iterator",
 ]

@@ -266,9 +266,31 @@ class Dataset:
         """An iterator of the elements as NumPy values (they already are)."""
         return iter(self)
 
-    def make_one_shot_iterator(self) -> OneShotIterator:
+    # -- TF1 graph-mode iterators (see iterator.py) --
+    def make_one_shot_iterator(self) -> Any:
         """A graph-mode iterator whose ``get_next()`` tensors yield one element per Session.run."""
-        return OneShotIterator(self)
+        from .iterator import make_one_shot_iterator
+        return make_one_shot_iterator(self)
+
+    def make_initializable_iterator(self, shared_name: Any = None) -> Any:
+        """A graph-mode iterator to start (again) by running its ``initializer`` op."""
+        from .iterator import make_initializable_iterator
+        return make_initializable_iterator(self)
+
+    @property
+    def output_types(self) -> Any:
+        from .iterator import output_types
+        return output_types(self.element_spec)
+
+    @property
+    def output_shapes(self) -> Any:
+        from .iterator import output_shapes
+        return output_shapes(self.element_spec)
+
+    @property
+    def output_classes(self) -> Any:
+        from .iterator import output_classes
+        return output_classes(self.element_spec)
 
     @property
     def element_spec(self) -> Any:
@@ -564,7 +586,9 @@ class _Shuffle(_Unary):
         super().__init__(input_dataset)
         self._buffer_size = buffer_size
         # Without a seed, draw one now so that reshuffle_each_iteration=False really repeats.
+        # A strategy replaces a drawn seed by the chief's (see share_shuffle_seeds).
         self._seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        self._seed_drawn = seed is None
         self._reshuffle = reshuffle
         self._next_epoch = 0  # iterations started so far: iteration k shuffles with (seed, k)
         self._lock = threading.Lock()
@@ -897,54 +921,21 @@ class _Cache(_Unary):
 
 # --- graph mode ---------------------------------------------------------------------------------
 
-class OneShotIterator:
-    """TF1's one-shot iterator: ``get_next()`` gives tensors that advance at every Session.run.
-
-    Built on the core's ``py_func``: each run of the op pulls the next element from a Python
-    iterator of the dataset; at the end it raises ``tf.errors.OutOfRangeError``.
-    """
-
-    def __init__(self, dataset: Dataset):
-        if not isinstance(dataset, Dataset):
-            raise TypeError(f"make_one_shot_iterator takes a Dataset, got "
-                            f"{type(dataset).__name__}")
-        self._dataset = dataset
-        self._iterator: Iterator | None = None
-        self._lock = threading.Lock()
-        spec = dataset.element_spec
-        self._structure = spec
-        self._flat_specs = flatten(spec)
-
-    @property
-    def element_spec(self) -> Any:
-        return self._structure
-
-    def _next_flat(self) -> list:
-        with self._lock:
-            if self._iterator is None:
-                self._iterator = iter(self._dataset)
-            try:
-                element = next(self._iterator)
-            except StopIteration:
-                raise errors.OutOfRangeError("End of sequence: the one-shot iterator's dataset "
-                                             "is exhausted") from None
-        flat = flatten(element) if is_nested(self._structure) else [element]
-        return [np.asarray(v) for v in flat]
-
-    def get_next(self, name: str | None = None) -> Any:
-        """The next element as graph tensors (same structure as the dataset's elements)."""
-        from .. import core
-
-        tout = [s.dtype for s in self._flat_specs]
-        outputs = core.py_func(self._next_flat, [], tout, name=name or "IteratorGetNext")
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        outputs = list(outputs)
-        for tensor, spec in zip(outputs, self._flat_specs):
-            set_shape = getattr(tensor, "set_shape", None)
-            if set_shape is not None and spec.shape is not None:
-                set_shape(spec.shape)
-        return pack_as(self._structure, outputs) if is_nested(self._structure) else outputs[0]
+def _pipeline(dataset: Any) -> Iterator:
+    """Every Dataset node of ``dataset``'s pipeline, each once."""
+    stack = [dataset]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or not isinstance(node, Dataset):
+            continue
+        seen.add(id(node))
+        yield node
+        for attr in ("_input", "_first", "_second"):
+            child = getattr(node, attr, None)
+            if child is not None:
+                stack.append(child)
+        stack.extend(getattr(node, "_datasets", ()))
 
 
 def advance_to_epoch(dataset: Any, epoch: int) -> None:
@@ -954,26 +945,28 @@ def advance_to_epoch(dataset: Any, epoch: int) -> None:
     Keras's ``fit`` calls this at the start of each epoch, so epoch ``e`` always sees the same
     order, whatever iterated the dataset before (an element_spec probe, a resumed run).
     """
-    stack = [dataset]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or not isinstance(node, Dataset):
-            continue
-        seen.add(id(node))
+    for node in _pipeline(dataset):
         if isinstance(node, _Shuffle):
             with node._lock:
                 node._next_epoch = int(epoch)
-        for attr in ("_input", "_first", "_second"):
-            child = getattr(node, attr, None)
-            if child is not None:
-                stack.append(child)
-        stack.extend(getattr(node, "_datasets", ()))
 
 
-def make_one_shot_iterator(dataset: Dataset) -> OneShotIterator:
-    """``tf.compat.v1.data.make_one_shot_iterator(dataset)``."""
-    return OneShotIterator(dataset)
+def share_shuffle_seeds(dataset: Any, broadcast: Callable[[Any], Any]) -> None:
+    """Give every unseeded ``shuffle`` in ``dataset``'s pipeline the seed the chief drew.
+
+    ``broadcast(obj)`` returns the chief's ``obj`` on every worker (a collective: every worker
+    calls this for the same pipeline). Workers then iterate the same global order, which a
+    strategy needs to shard each global batch, as TensorFlow's multi-worker tutorials assume.
+    """
+    drawn = [node for node in _pipeline(dataset) if isinstance(node, _Shuffle)
+             and node._seed_drawn]
+    seeds = broadcast([node._seed for node in drawn])
+    if len(seeds) != len(drawn):
+        raise ValueError(f"the chief's dataset has {len(seeds)} unseeded shuffle() calls but "
+                         f"this worker's has {len(drawn)}: build the same pipeline everywhere")
+    for node, seed in zip(drawn, seeds):
+        node._seed = int(seed)
+        node._seed_drawn = False
 
 
 def cardinality(dataset: Dataset) -> int:

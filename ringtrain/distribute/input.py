@@ -211,6 +211,9 @@ class DistributedDataset:
                             f"(a tf.data.Dataset), got {type(dataset).__name__}")
         self.global_dataset = dataset
         self.extended = extended
+        if extended.num_workers > 1:  # unseeded shuffles take the chief's seed
+            from ..data.dataset import share_shuffle_seeds
+            share_shuffle_seeds(dataset, extended.broadcast_object)
         self._passes_started = 0
         self._live: DistributedIterator | None = None
         self._resume: tuple[int, int] | None = None
@@ -255,6 +258,38 @@ class DistributedDataset:
                              f"and cannot go back to pass {passes_done + 1}; restore before "
                              "iterating it")
         self._resume = (passes_done, batches)
+
+    # -- TF1 graph mode: iterators whose get_next() gives this worker's slice per run --
+    @property
+    def element_spec(self) -> Any:
+        """The global dataset's element structure, with the batch dimension unknown (a
+        worker's slice of a batch can be smaller)."""
+        from ..data.structure import TensorSpec, map_structure
+
+        def local(spec: Any) -> Any:
+            shape = None if spec.shape is None else (None, *spec.shape[1:])
+            return TensorSpec(shape, spec.dtype)
+        return map_structure(local, self.global_dataset.element_spec)
+
+    def make_initializable_iterator(self) -> Any:
+        """``get_next()`` tensors of this worker's slices; run ``initializer`` (every worker)
+        to start each pass."""
+        from ..data.iterator import make_initializable_iterator
+        return make_initializable_iterator(self)
+
+    def make_one_shot_iterator(self) -> Any:
+        from ..data.iterator import make_one_shot_iterator
+        return make_one_shot_iterator(self)
+
+    @property
+    def output_types(self) -> Any:
+        from ..data.iterator import output_types
+        return output_types(self.element_spec)
+
+    @property
+    def output_shapes(self) -> Any:
+        from ..data.iterator import output_shapes
+        return output_shapes(self.element_spec)
 
     def __repr__(self) -> str:
         return f"DistributedDataset({self.global_dataset!r})"

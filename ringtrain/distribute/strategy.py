@@ -235,8 +235,9 @@ class StrategyExtended:
         if differ:
             raise ValueError(
                 f"workers {differ} hold a different global batch than worker 0: every worker "
-                "must iterate the same dataset in the same order (give shuffle() a seed, e.g. "
-                "ds.shuffle(1000, seed=42), and build the dataset the same way everywhere)")
+                "must iterate the same dataset in the same order (build the dataset the same "
+                "way everywhere; a shuffle() seed given explicitly must be the same on every "
+                "worker, e.g. ds.shuffle(1000, seed=42))")
 
     def clear_batch_weight(self) -> None:
         self._batch_weight = None
@@ -602,6 +603,11 @@ class Strategy:
                                         ) -> DistributedDataset:
         """Each worker iterates this worker's slice of every global batch of ``dataset``."""
         return DistributedDataset(dataset, self.extended)
+
+    def make_dataset_iterator(self, dataset: Iterable) -> Any:
+        """TF 1.15's graph-mode input: an iterator of this worker's slice of every global batch
+        (run ``iterator.initialize()`` on every worker, then ``get_next()``)."""
+        return self.experimental_distribute_dataset(dataset).make_initializable_iterator()
 
     def distribute_datasets_from_function(self, dataset_fn: Callable, options: Any = None
                                           ) -> PerWorkerDataset:

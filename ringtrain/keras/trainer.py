@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import core
 from ..checkpoint import chief_then_everyone
-from ..data.dataset import Dataset
+from ..data.dataset import Dataset, share_shuffle_seeds
 from ..data.structure import is_nested, map_structure
 from . import backend, losses, optimizers
 from . import callbacks as callbacks_mod
@@ -82,11 +82,18 @@ class Replication:
         allgather = getattr(self.ctx, "allgather_object", None)
         return [mine] if allgather is None else list(allgather(mine))
 
+    def same_shuffles(self, data: Any) -> None:
+        """Unseeded shuffles of a dataset given to fit/evaluate take the chief's seed (a
+        collective under a multi-worker strategy), so all workers see the same global batches."""
+        broadcast = getattr(self.ctx, "broadcast_object", None)
+        if broadcast is not None and isinstance(data, Dataset) and \
+                int(getattr(self.ctx, "num_workers", 1)) > 1:
+            share_shuffle_seeds(data, broadcast)
+
     def same_seed(self, seed: int) -> int:
         """The chief's shuffling seed on every worker, so all iterate the same global order."""
         broadcast = getattr(self.ctx, "broadcast_object", None)
         return seed if broadcast is None else int(broadcast(seed))
-
 
 
 # --- the training loop ---------------------------------------------------------------------------
@@ -268,6 +275,8 @@ class Trainer:
         self._check_compiled()
         epochs, initial_epoch = int(epochs), int(initial_epoch)
         rep = Replication(self._dist_ctx)
+        rep.same_shuffles(x)
+        rep.same_shuffles(validation_data)
         verbose = 1 if verbose == "auto" else int(verbose)
         if validation_split:
             x, y, validation_data = _split_validation(x, y, validation_split, validation_data)
@@ -396,10 +405,12 @@ class Trainer:
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported")
         self._check_compiled()
+        rep = Replication(self._dist_ctx)
+        rep.same_shuffles(x)
         data = make_batches(x, y, batch_size, steps, False, 0, "evaluate")
         cb_list = callbacks_mod.CallbackList(callbacks or [], self, {"steps": data.steps()})
         cb_list.on_test_begin()
-        logs = self._evaluate_batches(data, Replication(self._dist_ctx), cb_list)
+        logs = self._evaluate_batches(data, rep, cb_list)
         cb_list.on_test_end(logs)
         if return_dict:
             return logs
