@@ -15,7 +15,10 @@ class CollectiveMismatch(CommError):
     """Ranks broke the collective contract (call order, shape, dtype, op or root differ).
 
     Raised on every rank, with a message naming what differed and on which ranks.
+    ``departed``: the ranks whose program had ended (their shutdown met this collective).
     """
+
+    departed: tuple[int, ...] = ()
 
 
 class WorkerFailure(CommError):

@@ -8,6 +8,15 @@ ringrun even when mpiexec SIGKILLs the shim (it does on MPI_Abort). The shim for
 SIGTERM/SIGINT/SIGHUP, stops the child when ringrun asks or disappears, and finally sends the
 child's exit status. When ringrun cannot be reached the program is not started (an
 unsupervised worker could outlive its job). Standard library only.
+
+A status pipe (``RINGRUN_STATUS_FD``) carries lines from ringtrain in the program: ``beat PID``
+(the stall watchdog's heartbeat), ``bye PID``, ``left PID`` (the program ended while other
+ranks waited in a collective) and ``after PID RANK`` (it failed because that rank left first).
+While heartbeats come the program is alive. When they stop, the shim tells busy from frozen
+without the program's GIL, from ``/proc/PID/stat``: a process that is stopped (state T/t) or
+gets no CPU time for ``RINGTRAIN_TIMEOUT`` seconds since its last heartbeat is frozen, and the
+shim kills it and reports that; one that computes (even in C code that holds the GIL) is left
+alone.
 """
 
 from __future__ import annotations
@@ -29,7 +38,86 @@ from .supervisor import exit_code
 GRACE = 2.0
 #: Seconds the exit report waits for the forwarder to send the program's last output.
 FLUSH_WAIT = 1.0
+#: Seconds the shim waits for ringrun to settle its report (ringrun may first wait up to
+#: supervisor.AFTER_WAIT for another rank's report).
+REPORT_WAIT = 5.0
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STATUS_FD_VAR = "RINGRUN_STATUS_FD"
+#: Seconds between two looks at a silent program's /proc entry.
+SAMPLE = 0.2
+#: A heartbeat this late means the watchdog thread cannot run (the GIL is held, or frozen).
+BEAT_LATE = 0.5
+
+
+def _timeout() -> float:
+    """RINGTRAIN_TIMEOUT as ringtrain reads it (30 s by default; 0 or less: never)."""
+    try:
+        return float(os.environ.get("RINGTRAIN_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+
+
+def proc_sample(pid: int) -> tuple[str, int] | None:
+    """(state letter, user + system CPU clock ticks) of ``pid``, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    # After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    return fields[0].decode(), int(fields[11]) + int(fields[12])
+
+
+class FreezeWatch:
+    """Tells a busy program from a frozen one by its heartbeats and /proc (see module doc)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.pid: int | None = None         # the heartbeating process (None: not watched)
+        self.quiet_since = 0.0              # last heartbeat or CPU progress
+        self.last_sample: tuple[str, int] | None = None
+        self.next_sample = 0.0
+        self.left = False
+        self.after: int | None = None
+        self.buf = b""
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            kind, _, rest = line.decode(errors="replace").partition(" ")
+            pid_text, _, text = rest.partition(" ")
+            if not pid_text.isdigit():
+                continue
+            if kind == "beat":
+                self.pid, self.quiet_since, self.last_sample = int(pid_text), now, None
+            elif kind == "bye":
+                self.pid = None
+            elif kind == "left":
+                self.left = True
+            elif kind == "after" and text.strip().isdigit():
+                self.after = int(text)
+
+    def frozen(self, now: float) -> str | None:
+        """A description of the frozen state once it has lasted the timeout, else None."""
+        if self.pid is None or self.timeout <= 0 or now - self.quiet_since < BEAT_LATE:
+            return None
+        if now < self.next_sample:
+            return None
+        self.next_sample = now + SAMPLE
+        sample = proc_sample(self.pid)
+        if sample is None:
+            self.pid = None
+            return None
+        state, ticks = sample
+        stopped = state in ("T", "t")
+        if not stopped and (state == "R" or (self.last_sample is not None
+                                             and ticks != self.last_sample[1])):
+            self.quiet_since = now      # busy: it computes without reaching its watchdog
+        self.last_sample = sample
+        if now - self.quiet_since < self.timeout:
+            return None
+        return "stopped (state T)" if stopped else f"getting no CPU time (state {state})"
 
 
 def _parent_death_signal():
@@ -115,6 +203,9 @@ class Shim:
         self.stop_deadline: float | None = None
         self.pending_signals: list[int] = []
         self.forwarder: int | None = None
+        self.status_fd: int | None = None
+        self.watch = FreezeWatch(_timeout())
+        self.frozen: str | None = None
 
     def _connect(self, first_frame: bytes) -> socket.socket:
         """A connection to ringrun (a Unix socket when its address is a path), authenticated
@@ -174,11 +265,15 @@ class Shim:
         for signum in FORWARDED:
             signal.signal(signum, self._on_signal)
         pmi_fd = os.environ.get("PMI_FD", "")
+        status_r, status_w = os.pipe()
+        os.set_blocking(status_r, False)
+        self.status_fd = status_r
         code = 0
         try:
             self.child = subprocess.Popen(
                 self.argv, stdout=out_w, stderr=err_w,
-                pass_fds=[int(pmi_fd)] if pmi_fd.isdigit() else [],
+                env={**os.environ, STATUS_FD_VAR: str(status_w)},
+                pass_fds=[status_w, *([int(pmi_fd)] if pmi_fd.isdigit() else [])],
                 preexec_fn=_parent_death_signal())  # noqa: PLW1509 -- single-threaded
         except OSError as exc:
             code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
@@ -187,6 +282,7 @@ class Shim:
         finally:
             os.close(out_w)  # the child keeps its own copies
             os.close(err_w)
+            os.close(status_w)
         if self.child is not None:
             code = self._wait()
         self._wait_forwarder()
@@ -212,13 +308,22 @@ class Shim:
             sel.register(pidfd, selectors.EVENT_READ, "exit")
         except (AttributeError, OSError):
             pidfd = None
+        if self.status_fd is not None:
+            sel.register(self.status_fd, selectors.EVENT_READ, "status")
         frames = FrameReader()
         while self.child.poll() is None:
             while self.pending_signals:
                 self._signal_child(self.pending_signals.pop(0))
-            if self.stop_deadline is not None and time.monotonic() > self.stop_deadline:
+            now = time.monotonic()
+            if self.stop_deadline is not None and now > self.stop_deadline:
                 self._signal_child(signal.SIGKILL)
+            if self.frozen is None:
+                self.frozen = self.watch.frozen(now)
+                if self.frozen is not None:
+                    self._kill_frozen()
             events = sel.select(timeout=0.05)
+            if any(key.data == "status" for key, _ in events):
+                self._read_status(sel)
             if not any(key.data == "control" for key, _ in events):
                 continue
             try:
@@ -242,14 +347,54 @@ class Shim:
             os.close(pidfd)
         return self.child.wait()
 
+    def _read_status(self, sel: selectors.BaseSelector) -> None:
+        assert self.status_fd is not None
+        try:
+            data = os.read(self.status_fd, 1 << 12)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.watch.feed(data, time.monotonic())
+            return
+        sel.unregister(self.status_fd)  # the program (and anything it started) closed it
+        os.close(self.status_fd)
+        self.status_fd = None
+        self.watch.pid = None
+
+    def _kill_frozen(self) -> None:
+        """SIGKILL works on a stopped process too; the program is reported as frozen."""
+        for pid in {self.watch.pid, self.child.pid if self.child else None} - {None}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def report(self, returncode: int) -> dict:
+        """The EXIT frame's payload: the status and what the program told us about it."""
+        if self.status_fd is not None:  # notes written just before the program ended
+            try:
+                self.watch.feed(os.read(self.status_fd, 1 << 16), time.monotonic())
+            except OSError:
+                pass
+        info: dict = {"returncode": returncode}
+        if self.frozen is not None:
+            info["frozen"] = {"seconds": self.watch.timeout, "state": self.frozen}
+        if self.watch.left:
+            info["left"] = True
+        if self.watch.after is not None:
+            info["after"] = self.watch.after
+        return info
+
     def _finish(self, returncode: int) -> int:
         if self.sock is None:
             return exit_code(returncode)
         try:
-            self.sock.sendall(encode_json(EXIT, {"returncode": returncode}))
+            self.sock.sendall(encode_json(EXIT, self.report(returncode)))
             self.sock.shutdown(socket.SHUT_WR)
             # Wait for ringrun to close its end, so the report is read before we exit.
-            self.sock.settimeout(2.0)
+            self.sock.settimeout(REPORT_WAIT)
             while self.sock.recv(1 << 12):
                 pass
         except OSError:

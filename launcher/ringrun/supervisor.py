@@ -48,6 +48,10 @@ MAX_LINE = 1 << 20
 CHUNK = 1 << 16
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TIMEOUT_EXIT_CODE = 124
+#: Exit code of a job that ended because a rank was frozen (ringtrain's watchdog uses it too).
+FROZEN_EXIT_CODE = 75
+#: Seconds a rank that failed because another rank left first waits for that rank's report.
+AFTER_WAIT = 2.0
 #: What MPICH prints on the stderr of a rank that calls MPI_Abort.
 ABORT_MARK = b"application called MPI_Abort"
 #: Seconds a new control connection has to present the token and its first frame.
@@ -164,6 +168,7 @@ class Supervisor:
         self.returncodes: dict[int, int] = {}         # rank -> reported (and settled) status
         self.exits: dict[int, tuple[int, float]] = {}  # rank -> (status, when) awaiting output
         self.lost: dict[int, float] = {}  # rank -> when its shim vanished without a report
+        self.notes: dict[int, dict] = {}  # rank -> its exit report (frozen, left, after)
         self.decided: int | None = None   # the job's exit code once something decided it
         self.stopping_since: float | None = None
         self.killed = False
@@ -213,21 +218,51 @@ class Supervisor:
 
     def _settle_exits(self, now: float, force: bool = False) -> None:
         """Report exits whose output has fully arrived (or waited long enough)."""
-        for rank, (returncode, when) in sorted(self.exits.items(), key=lambda i: i[1][1]):
+        # Causes first: a rank that failed after another left is settled after that one.
+        order = sorted(self.exits.items(), key=lambda i: (
+            self.notes.get(i[0], {}).get("after") in self.exits, i[1][1]))
+        for rank, (returncode, when) in order:
+            if not force and self._waits_for_cause(rank, now - when):
+                continue
             if force or self.streams_closed.get(rank, 0) >= 2 or now - when > OUTPUT_GRACE:
                 del self.exits[rank]
                 self._rank_exited(rank, returncode)
+
+    def _waits_for_cause(self, rank: int, waited: float) -> bool:
+        """A rank that failed only because another left first waits (AFTER_WAIT at most) for
+        that rank's report, so the job is decided, and named, by the first rank that ended."""
+        cause = self.notes.get(rank, {}).get("after")
+        return (cause in self.ranks and cause not in self.returncodes and cause != rank
+                and waited < AFTER_WAIT)
 
     def _rank_exited(self, rank: int, returncode: int) -> None:
         if rank in self.returncodes:
             return
         self.returncodes[rank] = returncode
-        if returncode != 0 and self.decided is None:
-            others = len(self.running())
-            tail = f"; stopping the other {_plural(others, 'worker')}" if others else ""
+        for conn in self.conns:
+            if conn.kind == HELLO and conn.rank == rank and conn.sock.fileno() >= 0:
+                if conn.sock in self.sel.get_map():
+                    self.sel.unregister(conn.sock)
+                conn.sock.close()  # tells the shim its report arrived
+        note = self.notes.get(rank, {})
+        frozen, left = note.get("frozen"), note.get("left")
+        if self.decided is not None or (returncode == 0 and not left):
+            return
+        others = len(self.running())
+        tail = f"; stopping the other {_plural(others, 'worker')}" if others else ""
+        if frozen:
+            # The shim killed it: name the frozen rank and why, not the kill.
+            self.say(f"rank {rank} stopped answering for {frozen['seconds']:g} s "
+                     f"(RINGTRAIN_TIMEOUT): its process was {frozen['state']}{tail}")
+            self.decided = FROZEN_EXIT_CODE
+        elif left:
+            self.say(f"rank {rank} {describe(returncode)} while other ranks waited in a "
+                     f"collective{tail}")
+            self.decided = exit_code(returncode) or 1
+        else:
             self.say(f"rank {rank} {describe(returncode)}{tail}")
             self.decided = exit_code(returncode)
-            self.stop()
+        self.stop()
 
     def _decide_lost(self) -> None:
         """Shims vanished without a report: mpiexec killed them (MPI_Abort) or someone did."""
@@ -340,6 +375,10 @@ class Supervisor:
         except OSError:
             data = b""
         if not data:
+            if conn.kind == HELLO and conn.rank in self.exits:
+                # Reported, not yet settled: keep the shim waiting (see EXIT below).
+                self.sel.unregister(conn.sock)
+                return
             self._close_conn(conn)
             if (conn.kind == HELLO and conn.rank not in self.returncodes
                     and conn.rank not in self.exits):
@@ -368,14 +407,35 @@ class Supervisor:
                 data = b""
             for kind, payload in conn.reader.feed(data):
                 if kind == EXIT:
-                    returncode = field(decode_json(payload), "returncode", int)
+                    info = decode_json(payload)
+                    returncode = field(info, "returncode", int)
                     if not -255 <= returncode <= 255:
                         raise FrameError(f"exit status {returncode} out of range")
                     self.exits[conn.rank] = (returncode, time.monotonic())
-                    self._close_conn(conn)  # tells the shim its report arrived
+                    self.notes[conn.rank] = self._exit_notes(info)
+                    # Closed once the exit is settled (_rank_exited): the shim waits for that,
+                    # so mpiexec (which ends the job when a worker ends without MPI_Finalize)
+                    # cannot kill a rank that is about to report the cause first.
                     return
         except FrameError as exc:
             self._refuse(conn, str(exc))
+
+    def _exit_notes(self, info: dict) -> dict:
+        """What a shim adds to an exit status (see _worker.Shim.report), checked field by
+        field: ``frozen`` {seconds, state}, ``left`` (true), ``after`` (a rank of this job)."""
+        notes: dict = {}
+        frozen = info.get("frozen")
+        if (isinstance(frozen, dict) and isinstance(frozen.get("state"), str)
+                and isinstance(frozen.get("seconds"), int | float)):
+            notes["frozen"] = {"seconds": float(frozen["seconds"]),
+                               "state": frozen["state"][:80]}
+        if info.get("left") is True:
+            notes["left"] = True
+        after = info.get("after")
+        # ringtrain's rank in the whole job, as ringrun numbers ranks.
+        if isinstance(after, int) and not isinstance(after, bool) and after in self.ranks:
+            notes["after"] = after
+        return notes
 
     def _authenticate(self, conn: _Conn, data: bytes) -> bytes | None:
         """Collect the token that opens every connection; compared once, whole, in constant

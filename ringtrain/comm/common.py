@@ -343,12 +343,15 @@ class CommunicatorBase(Communicator):
             return
         self._executor.close()
         self._closed = True
+        together = False
         try:
             if self.check and self.world_size > 1:
                 desc = C.descriptor("shutdown")
-                C.verify(self._exchange(desc), desc, self.world_size, False)
+                C.verify(self._exchange_at_shutdown(desc), desc, self.world_size, False)
+            together = True
         finally:
-            self._release()
+            # After a mismatch other ranks wait in a collective: release nothing collectively.
+            self._release(together)
 
     # --- what a backend provides -------------------------------------------------------------
 
@@ -388,8 +391,12 @@ class CommunicatorBase(Communicator):
     def _allgather_obj(self, obj: Any) -> list:
         raise NotImplementedError
 
-    def _release(self) -> None:
-        pass
+    def _exchange_at_shutdown(self, desc: bytes) -> memoryview:
+        return self._exchange(desc)
+
+    def _release(self, together: bool = True) -> None:
+        """Free the engine's resources; ``together``: every rank is shutting down too, so
+        collective frees are safe (False: some rank still waits in a collective)."""
 
 
 def _check_many(arrays: Any, op: Any, algorithm: Any, bucket_bytes: Any

@@ -214,7 +214,10 @@ def verify(raw: bytes | memoryview, mine: bytes, world_size: int, first_dim_free
     rows = unpack(raw, world_size)
     problem = describe_mismatch(rows, first_dim_free)
     if problem:
-        raise CollectiveMismatch(problem)
+        error = CollectiveMismatch(problem)
+        # Ranks whose program ended (their shutdown met this collective): the cause.
+        error.departed = tuple(i for i, r in enumerate(rows) if r[F_KIND] == KIND_CODE["shutdown"])
+        raise error
 
 
 def _ranks(ranks: list[int]) -> str:

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,38 @@ from . import contract as C
 from . import kernels, ring, watchdog
 from .base import ReduceOp
 from .common import CommunicatorBase
+
+#: ringtrain finalizes MPI itself (see take_over_finalize); "abandoned": never, because some
+#: rank still waits in a collective and MPI_Finalize would wait for it forever.
+_finalizing = {"owned": False, "abandoned": False}
+
+
+def take_over_finalize() -> None:
+    """Call before mpi4py.MPI is first imported: ringtrain, not mpi4py, finalizes MPI at exit,
+    so that a rank leaving while others wait in a collective can skip MPI_Finalize (which
+    would block) and still exit with its program's own exit code."""
+    import mpi4py
+
+    if "mpi4py.MPI" in sys.modules or _finalizing["owned"]:
+        return      # imported before us: mpi4py finalizes (a leaving rank then exits with 1)
+    mpi4py.rc.finalize = False
+    _finalizing["owned"] = True
+    atexit.register(finalize)
+
+
+def finalize_is_safe() -> bool:
+    """Whether this process may exit normally: MPI_Finalize will not block on a lost peer."""
+    return _finalizing["owned"] or not _finalizing["abandoned"]
+
+
+def finalize() -> None:
+    """MPI_Finalize at exit, unless a rank still waits in a collective (then skipped)."""
+    if not _finalizing["owned"] or _finalizing["abandoned"]:
+        return
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
 
 
 class MPICommunicator(CommunicatorBase):
@@ -310,8 +344,26 @@ class MPICommunicator(CommunicatorBase):
     def _allgather_obj(self, obj: Any) -> list:
         return self._comm.allgather(obj)
 
-    def _release(self) -> None:
+    def _exchange_at_shutdown(self, desc: bytes) -> memoryview:
+        # Watched like a collective: a peer that computes on is named, a frozen one ends the job.
+        dog = self._watchdog
+        if dog is not None:
+            dog.enter("shutdown")
+        try:
+            return self._exchange(desc)
+        finally:
+            if dog is not None:
+                dog.leave()
+
+    def _release(self, together: bool = True) -> None:
         if self._MPI.Is_finalized():
+            return
+        if not together:
+            # Window and communicator frees are collective and would wait forever for ranks
+            # that are inside another collective; the process is ending, so leave them.
+            if self._watchdog is not None:
+                self._watchdog.abandon()
+            _finalizing["abandoned"] = True
             return
         if self._watchdog is not None:
             self._watchdog.close()

@@ -10,9 +10,14 @@ number of the collective it last entered, even while its program computes. Then:
 * the lowest waiting rank prints one warning naming the ranks that have not joined
   (``allreduce #57 has waited 10 s for rank 3 (at #56: still computing) and rank 5 (does not
   answer)``), again every ``RINGTRAIN_STALL_WARNING`` seconds while the stall lasts;
-* a rank that has not answered for ``RINGTRAIN_TIMEOUT`` seconds (frozen, or its machine cut
-  off) is declared lost: the waiting ranks print why and exit, so the launcher stops the job
-  with a message naming it. A rank that answers but computes for long is only warned about.
+* a rank that is frozen (stopped, or deadlocked with no CPU time) for ``RINGTRAIN_TIMEOUT``
+  seconds ends the job. Under ringrun its own worker shim decides, without needing this
+  process's GIL: the watchdog thread sends the shim a heartbeat (``RINGRUN_STATUS_FD``), and
+  when the heartbeats stop the shim reads the process's state and CPU time from ``/proc``; a
+  rank that computes (even in C code holding the GIL: ``sum(range(10**10))``, ``pickle.load``)
+  is only warned about. Started another way (plain mpiexec, srun) there is no shim: a rank
+  whose watchdog has not answered for ``RINGTRAIN_TIMEOUT`` seconds is declared lost by the
+  waiting ranks, which print why and exit.
 
 The queries are tiny point-to-point messages that never touch the collectives' communicator.
 """
@@ -33,6 +38,46 @@ _QUERY, _REPLY = 101, 102
 #: Exit code of a rank that ends the job because another rank stopped answering.
 STOPPED_ANSWERING_EXIT = 75
 _POLL = 0.05
+#: Seconds between heartbeats to the worker shim.
+HEARTBEAT = 0.1
+#: The pipe to this worker's ringrun shim (set by ``ringrun._worker``).
+STATUS_FD_VAR = "RINGRUN_STATUS_FD"
+_status: dict[str, int | None] = {}
+
+
+def _status_fd() -> int | None:
+    """The write end of the pipe to this process's ringrun shim, or None when not under one."""
+    if "fd" not in _status:
+        fd = None
+        value = os.environ.get(STATUS_FD_VAR, "")
+        if value.isdigit() and value.isascii():
+            try:
+                os.set_inheritable(int(value), False)  # the program's children are not us
+                os.set_blocking(int(value), False)  # a full pipe must never stall a rank
+                fd = int(value)
+            except OSError:
+                fd = None
+        _status["fd"] = fd
+    return _status["fd"]
+
+
+def supervised() -> bool:
+    """Whether a ringrun shim watches this process (it then decides when a rank is frozen)."""
+    return _status_fd() is not None
+
+
+def tell_launcher(kind: str, text: str = "") -> None:
+    """Send one line to the ringrun shim: ``beat``, ``bye``, ``left TEXT`` (this rank's program
+    ended while others waited in a collective) or ``after RANK`` (this rank fails because that
+    rank left first). No-op without a shim."""
+    fd = _status_fd()
+    if fd is None:
+        return
+    line = f"{kind} {os.getpid()} {text}".replace("\n", " ").strip() + "\n"
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass    # the shim is gone or the pipe is full: a missed heartbeat is harmless
 
 
 class Watchdog:
@@ -47,11 +92,19 @@ class Watchdog:
         self.size = self.comm.Get_size()
         self.warn_after = warn_after
         self.timeout = timeout
+        # A shim (ringrun) decides whether this rank is frozen; else the waiting ranks do.
+        self.supervised = supervised()
+        # Queries go out this long before a report is due, so the report is on time.
+        self.window = min(1.0, warn_after / 2, timeout / 3)
         self.entered = 0                # sequence number of the last collective entered
         self.kind = ""
         self.since: float | None = None     # when this rank entered the collective it waits in
         self._stop = threading.Event()
         self._query = np.zeros(1, dtype=np.int64)
+        # Per other rank: the outstanding query's receive (at most one), its buffer, when it
+        # was sent, and the latest answer (entered, waiting) with when it came.
+        self._pending: dict[int, tuple[Any, np.ndarray, Any, float]] = {}
+        self._answers: dict[int, tuple[int, int, float]] = {}
         self._thread = threading.Thread(target=self._run, name="ringtrain-watchdog",
                                         daemon=True)
         self._thread.start()
@@ -66,12 +119,18 @@ class Watchdog:
         self.since = None
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        """Stop the thread and free its communicator (collective: every rank closes)."""
+        self.abandon()
         try:
             self.comm.Free()
         except self._MPI.Exception:
             pass
+
+    def abandon(self) -> None:
+        """Stop the thread without any collective call (other ranks may never come)."""
+        self._stop.set()
+        self._thread.join(5)
+        tell_launcher("bye")
 
     # --- the thread ---------------------------------------------------------------------------
     def _answer_queries(self) -> None:
@@ -83,87 +142,97 @@ class Watchdog:
             reply = np.array([self.entered, waiting], dtype=np.int64)
             self.comm.Send([reply, self._MPI.INT64_T], source, _REPLY)
 
-    def _ask(self, wait: float) -> dict[int, tuple[int, int]]:
-        """Every other rank's (last collective entered, waiting?) that answers within ``wait``."""
+    def _poll_answers(self, now: float) -> None:
+        """Collect answers that came; ask again every rank whose last answer is a window old
+        (a rank that does not answer keeps its one query outstanding)."""
         MPI = self._MPI
-        others = [r for r in range(self.size) if r != self.rank]
-        query = np.array([self.entered], dtype=np.int64)
-        replies = {r: np.zeros(2, dtype=np.int64) for r in others}
-        recvs = {r: self.comm.Irecv([replies[r], MPI.INT64_T], r, _REPLY) for r in others}
-        sends = [self.comm.Isend([query, MPI.INT64_T], r, _QUERY) for r in others]
-        deadline = time.monotonic() + wait
-        answered: dict[int, tuple[int, int]] = {}
-        while time.monotonic() < deadline and len(answered) < len(others):
-            self._answer_queries()
-            for r, req in recvs.items():
-                if r not in answered and req.Test():
-                    answered[r] = (int(replies[r][0]), int(replies[r][1]))
-            time.sleep(_POLL)
-        for r, req in recvs.items():
-            if r not in answered:
-                # Its answer may come later; keep the request so the reply has a home.
-                self._late.append((req, replies[r], sends))
-        return answered
+        for r, (req, buf, send, _) in list(self._pending.items()):
+            if req.Test():
+                send.Wait()
+                self._answers[r] = (int(buf[0]), int(buf[1]), now)
+                del self._pending[r]
+        for r in range(self.size):
+            if r == self.rank or r in self._pending:
+                continue
+            answer = self._answers.get(r)
+            if answer is not None and now - answer[2] < self.window / 2:
+                continue
+            buf = np.zeros(2, dtype=np.int64)
+            req = self.comm.Irecv([buf, MPI.INT64_T], r, _REPLY)
+            send = self.comm.Isend([np.array([self.entered], dtype=np.int64), MPI.INT64_T],
+                                   r, _QUERY)
+            self._pending[r] = (req, buf, send, now)
 
     def _run(self) -> None:
-        self._late: list = []
-        silent_since: dict[int, float] = {}
-        warned_at: float | None = None
-        watched = 0
+        next_beat = 0.0
+        watched, next_warn, lost_checked = 0, 0.0, False
         while not self._stop.is_set():
             try:
+                now = time.monotonic()
+                if now >= next_beat:
+                    tell_launcher("beat")
+                    next_beat = now + HEARTBEAT
                 self._answer_queries()
                 since, seq = self.since, self.entered
-                now = time.monotonic()
-                if since is None or seq != watched:
-                    watched, warned_at = seq, None
-                    silent_since.clear()
-                if since is None or now - since < self.warn_after:
+                if since is None:
                     time.sleep(_POLL)
                     continue
-                if warned_at is not None and now - warned_at < min(self.warn_after,
-                                                                    self.timeout / 3):
-                    time.sleep(_POLL)
+                if seq != watched:
+                    watched, next_warn, lost_checked = seq, since + self.warn_after, False
+                lost_at = None if self.supervised or lost_checked else since + self.timeout
+                due = min(next_warn, lost_at) if lost_at is not None else next_warn
+                if now >= due - self.window:
+                    self._poll_answers(now)
+                if now < due:
+                    time.sleep(min(_POLL, max(0.0, due - now)))
                     continue
-                answered = self._ask(wait=min(2.0, self.timeout / 3))
                 if self.since is None or self.entered != seq:
                     continue          # the collective finished meanwhile
-                now = time.monotonic()
-                warned_at = now
-                self._report(seq, since, answered, silent_since, now)
+                if lost_at is not None and now >= lost_at:
+                    lost_checked = True
+                    self._end_if_lost(seq, since, now)
+                if now >= next_warn:
+                    next_warn += self.warn_after
+                    self._warn(seq, since, now)
             except self._MPI.Exception:
                 return                # MPI is shutting down under us
 
-    def _report(self, seq: int, since: float, answered: dict[int, tuple[int, int]],
-                silent_since: dict[int, float], now: float) -> None:
-        behind, silent = [], []
-        for r in range(self.size):
-            if r == self.rank:
-                continue
-            if r in answered:
-                silent_since.pop(r, None)
-                entered, waiting = answered[r]
-                if entered < seq or not waiting:
-                    behind.append((r, entered))
-            else:
-                silent_since.setdefault(r, since)
-                silent.append(r)
-        lost = [r for r in silent if now - silent_since[r] >= self.timeout]
-        waiting_ranks = [self.rank] + [r for r, (e, w) in answered.items() if e == seq and w]
-        lowest = min(waiting_ranks) == self.rank
-        what = f"{self.kind} #{seq}"
-        if lost:
-            names = ", ".join(map(str, lost))
-            _say(f"rank {self.rank}: rank{'s' if len(lost) > 1 else ''} {names} stopped "
-                 f"answering for {self.timeout:g} s (RINGTRAIN_TIMEOUT) while {what} waited "
-                 f"for {'them' if len(lost) > 1 else 'it'}; ending this worker so the job stops")
-            os._exit(STOPPED_ANSWERING_EXIT)
-        if not lowest or not (behind or silent):
+    def _silent(self, now: float) -> list[int]:
+        """Ranks whose outstanding query has waited half a window (a live watchdog answers
+        within ~_POLL)."""
+        return sorted(r for r, (_, _, _, sent) in self._pending.items()
+                      if now - sent >= self.window / 2)
+
+    def _end_if_lost(self, seq: int, since: float, now: float) -> None:
+        lost = self._silent(now)
+        if not lost:
             return
+        names = ", ".join(map(str, lost))
+        _say(f"rank {self.rank}: rank{'s' if len(lost) > 1 else ''} {names} stopped "
+             f"answering for {self.timeout:g} s (RINGTRAIN_TIMEOUT) while {self.kind} #{seq} "
+             f"waited for {'them' if len(lost) > 1 else 'it'}; ending this worker so the job "
+             f"stops")
+        os._exit(STOPPED_ANSWERING_EXIT)
+
+    def _warn(self, seq: int, since: float, now: float) -> None:
+        silent = set(self._silent(now))
+        behind = []
+        waiting_ranks = [self.rank]
+        for r in range(self.size):
+            answer = self._answers.get(r)
+            if r == self.rank or r in silent or answer is None or now - answer[2] > self.window:
+                continue
+            entered, waiting, _ = answer
+            if entered == seq and waiting:
+                waiting_ranks.append(r)
+            else:
+                behind.append((r, entered))
+        if min(waiting_ranks) != self.rank or not (behind or silent):
+            return            # the lowest waiting rank speaks for all
         parts = [f"rank {r} (at #{e}: still computing)" if e < seq
                  else f"rank {r} (has left #{e})" for r, e in behind]
-        parts += [f"rank {r} (does not answer)" for r in silent]
-        _say(f"{what} has waited {now - since:.0f} s for {', '.join(parts)} "
+        parts += [f"rank {r} (does not answer)" for r in sorted(silent)]
+        _say(f"{self.kind} #{seq} has waited {now - since:.0f} s for {', '.join(parts)} "
              f"(RINGTRAIN_STALL_WARNING)")
 
 

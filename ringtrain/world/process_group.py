@@ -80,8 +80,11 @@ def world_intracomm(launch: Launch, plan: JoinPlan | None) -> Any:
         return join(plan)
     import mpi4py
 
-    # Let collectives run on the communication thread; do not finalise before our atexit.
+    # Let collectives run on the communication thread; ringtrain finalises MPI at exit itself.
     mpi4py.rc.thread_level = "multiple"
+    from ..comm.mpi import take_over_finalize
+
+    take_over_finalize()
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD
@@ -193,6 +196,15 @@ def _install_hooks() -> None:
         if current is not None and current.world_size > 1 and current.backend != "local":
             sys.stderr.flush()
             sys.stdout.flush()
+            from ..comm import watchdog
+
+            if watchdog.supervised():
+                # ringrun stops the other ranks and names this one (MPI_Abort would make
+                # mpiexec kill every rank at once, before the first to fail could report).
+                departed = getattr(value, "departed", ())
+                if departed:    # this error only followed that rank's leaving
+                    watchdog.tell_launcher("after", str(departed[0]))
+                os._exit(1)
             from mpi4py import MPI
 
             MPI.COMM_WORLD.Abort(1)
@@ -205,13 +217,20 @@ def _atexit() -> None:
     try:
         shutdown()
     except RingtrainError as exc:
-        # Other ranks still wait in a collective: MPI_Finalize would hang, so end the job.
-        print(f"ringtrain: rank {current.rank} exited while other ranks were in a collective: "
-              f"{exc}", file=sys.stderr, flush=True)
+        # Other ranks still wait in a collective: nothing collective may run any more (the
+        # communicator released only its own resources and MPI_Finalize is skipped), so this
+        # process ends with its program's exit code; ringrun names it.
+        print(f"ringtrain: rank {current.rank}'s program ended while other ranks were in a "
+              f"collective: {exc}", file=sys.stderr, flush=True)
         if current.backend != "local" and current.world_size > 1:
-            from mpi4py import MPI
+            from ..comm import mpi, watchdog
 
-            MPI.COMM_WORLD.Abort(1)
+            watchdog.tell_launcher("left", str(exc))
+            if not mpi.finalize_is_safe():
+                # mpi4py was imported before ringtrain and will call MPI_Finalize, which
+                # would wait forever: end now (the program's own exit code is unknown here).
+                sys.stdout.flush()
+                os._exit(1)
 
 
 def shutdown() -> None:

@@ -1,0 +1,101 @@
+"""How a job ends when a rank leaves early, freezes or is busy: who is named, with which exit
+code, how fast, and what is left behind (real processes under ringrun)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, worker_env
+
+FAST = {"RINGTRAIN_STALL_WARNING": "3", "RINGTRAIN_TIMEOUT": "6"}
+
+
+@pytest.mark.parametrize(("np_", "code", "others"), [
+    (2, 0, "catch"), (3, 3, "catch"), (2, 3, "raise"), (3, 0, "raise")])
+def test_a_rank_that_ends_while_others_wait_is_named_at_once(ringrun, np_, code, others):
+    # Rank 1 catches an error and exits; the others are in an allreduce. Before: the job hung
+    # (the leaving rank blocked freeing its shared-memory window, the others in their shutdown)
+    # or blamed rank 0 ("rank 0 called MPI_Abort", exit 1).
+    res = ringrun(np_, "tests/mp/comm_leave.py", str(code), others, env=FAST, timeout=60)
+    ended = time.time()
+    left = [float(line.split()[1]) for line in res.stdout_of(1) if line.startswith("LEAVING")]
+    assert left, res.describe()
+    assert ended - left[0] < 3, res.describe()     # well within RINGTRAIN_STALL_WARNING
+    assert res.messages[-1].startswith(
+        f"ringrun: rank 1 exited with code {code} while other ranks waited in a collective"), \
+        res.describe()
+    assert res.returncode == (code or 1), res.describe()
+    assert "UNREACHABLE" not in res.stdout
+    if others == "catch":
+        assert "CAUGHT departed=[1]" in res.stdout_of(0), res.describe()
+
+
+def test_sys_exit_on_one_rank_is_reported_with_its_code(ringrun):
+    # The command of issue 12 item 9.
+    res = ringrun(2, "python", "-c", "import sys,numpy as np,ringtrain as rt; c=rt.init(); "
+                  "c.allreduce(np.ones(3)); rt.rank()==1 and sys.exit(3); "
+                  "c.allreduce(np.ones(3))", timeout=60)
+    assert res.returncode == 3, res.describe()
+    assert res.messages[-1].startswith("ringrun: rank 1 exited with code 3"), res.describe()
+    assert "MPI_Abort" not in res.stderr
+
+
+def _stamped_ringrun(np_: int, *argv: str, env: dict[str, str], timeout: float = 60):
+    """Run ringrun; returns (exit code, [(arrival time, line)]) from its merged output."""
+    cmd = [sys.executable, "-m", "ringrun", "-np", str(np_), *argv]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=worker_env(env), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[tuple[float, str]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in proc.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+            if time.monotonic() > deadline:
+                break
+        proc.wait(max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("ringrun did not finish:\n" + "\n".join(text for _, text in lines))
+    return proc.returncode, lines
+
+
+def _stamp(lines, prefix: str) -> float:
+    return next(float(text.split()[-1]) for _, text in lines if text.startswith(prefix))
+
+
+def test_a_frozen_rank_is_named_after_exactly_the_timeout():
+    # Before: warnings came late (12 s for 10 s), the job ended 7 s after the timeout, and
+    # ringrun named the rank that noticed ("rank 0 exited with code 75").
+    code, lines = _stamped_ringrun(2, "tests/mp/comm_freeze.py", "stop", env={
+        "RINGTRAIN_STALL_WARNING": "2", "RINGTRAIN_TIMEOUT": "4"})
+    text = "\n".join(f"{t:.3f} {line}" for t, line in lines)
+    waiting, frozen = _stamp(lines, "[0] WAITING"), _stamp(lines, "[1] FREEZING")
+    warnings = [t for t, line in lines if "(RINGTRAIN_STALL_WARNING)" in line]
+    assert warnings and "rank 1 (does not answer)" in text, text
+    assert abs(warnings[0] - waiting - 2) < 1, text
+    last_time, last = lines[-1]
+    assert last == ("ringrun: rank 1 stopped answering for 4 s (RINGTRAIN_TIMEOUT): its process "
+                    "was stopped (state T); stopping the other 1 worker"), text
+    assert abs(last_time - frozen - 4) < 1, text
+    assert code == 75, text
+
+
+def test_a_rank_busy_holding_the_gil_is_only_warned_about():
+    # Busy for twice RINGTRAIN_TIMEOUT in one C call: its watchdog thread cannot answer, but
+    # its CPU time grows, so it is not frozen. Before: "rank 1 stopped answering", exit 75.
+    code, lines = _stamped_ringrun(2, "tests/mp/comm_freeze.py", "busy", "4", env={
+        "RINGTRAIN_STALL_WARNING": "1", "RINGTRAIN_TIMEOUT": "2"})
+    text = "\n".join(line for _, line in lines)
+    assert code == 0, text
+    assert "rank 1 (does not answer)" in text, text
+    assert _stamp(lines, "[1] BUSY-DONE") - _stamp(lines, "[1] BUSY ") > 3, text
+    assert sorted(line for _, line in lines if "DONE [" in line) == [
+        "[0] DONE [3.0, 3.0, 3.0, 3.0]", "[1] DONE [3.0, 3.0, 3.0, 3.0]"], text
