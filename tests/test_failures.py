@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO, worker_env
@@ -99,3 +100,42 @@ def test_a_rank_busy_holding_the_gil_is_only_warned_about():
     assert _stamp(lines, "[1] BUSY-DONE") - _stamp(lines, "[1] BUSY ") > 3, text
     assert sorted(line for _, line in lines if "DONE [" in line) == [
         "[0] DONE [3.0, 3.0, 3.0, 3.0]", "[1] DONE [3.0, 3.0, 3.0, 3.0]"], text
+
+
+def _shm_files(lines: list[str]) -> set[str]:
+    return {word for line in lines if line.startswith("SHM ") for word in line.split()[1:]
+            if word.startswith("/dev/shm/")}
+
+
+@pytest.mark.parametrize("mode", ["kill", "raise", "sigint"])
+def test_ringrun_leaves_dev_shm_as_it_found_it(tmp_path, mode):
+    # Before: every abnormal end left MPICH's mpich_shm_* files (about 1 MiB per rank).
+    # Another job's files (one there before, one created while the job runs) must survive.
+    foreign = [Path(f"/dev/shm/mpich_shm_ringtraintest_{os.getpid()}_{i}") for i in (0, 1)]
+    foreign[0].write_bytes(b"another job")
+    cmd = [sys.executable, "-m", "ringrun", "-np", "3", "tests/mp/comm_shm.py",
+           "wait" if mode == "sigint" else mode]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=worker_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n").partition("] ")[2])
+            if sum(1 for ln in lines if ln.startswith("SHM ")) == 3:
+                break
+        foreign[1].write_bytes(b"another job, started meanwhile")
+        if mode == "sigint":
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        lines += [line.partition("] ")[2] for line in out.splitlines()]
+        used = _shm_files(lines)
+        assert used, lines
+        assert proc.returncode != 0, lines
+        assert [p for p in used if os.path.exists(p)] == [], lines
+        assert all(p.exists() for p in foreign)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in foreign:
+            p.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from .protocol import (
     encode,
     field,
 )
+from .shm import ShmTracker
 
 #: Seconds from the decision to stop until everything left is SIGKILLed (shims use 2 s grace).
 KILL_AFTER = 3.0
@@ -48,6 +49,8 @@ MAX_LINE = 1 << 20
 CHUNK = 1 << 16
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TIMEOUT_EXIT_CODE = 124
+#: Seconds between looks at which /dev/shm files the workers use.
+SHM_SCAN = 0.2
 #: Exit code of a job that ended because a rank was frozen (ringtrain's watchdog uses it too).
 FROZEN_EXIT_CODE = 75
 #: Seconds a rank that failed because another rank left first waits for that rank's report.
@@ -169,6 +172,9 @@ class Supervisor:
         self.exits: dict[int, tuple[int, float]] = {}  # rank -> (status, when) awaiting output
         self.lost: dict[int, float] = {}  # rank -> when its shim vanished without a report
         self.notes: dict[int, dict] = {}  # rank -> its exit report (frozen, left, after)
+        # MPI's /dev/shm files of this job, removed at the end whatever happened (shm.py).
+        self.shm = ShmTracker() if plan.via_mpiexec else None
+        self.next_shm_scan = 0.0
         self.decided: int | None = None   # the job's exit code once something decided it
         self.stopping_since: float | None = None
         self.killed = False
@@ -290,11 +296,17 @@ class Supervisor:
         self.stop()
 
     # --- stopping -----------------------------------------------------------------------------
+    def _scan_shm(self) -> None:
+        if self.shm is not None and self.proc is not None:
+            self.shm.scan([self.proc.pid, *(c.pid for c in self.conns
+                                            if c.kind == HELLO and c.local and c.pid)])
+
     def stop(self) -> None:
         """Ask every worker to end (SIGTERM); :meth:`_hard_kill` follows after KILL_AFTER."""
         if self.stopping_since is not None:
             return
         self.stopping_since = time.monotonic()
+        self._scan_shm()  # the workers' files, while they are still there to be seen
         if self.plan.via_mpiexec:
             for conn in self.conns:
                 if conn.kind == HELLO:
@@ -537,11 +549,14 @@ class Supervisor:
                 return 127 if isinstance(exc, FileNotFoundError) else 126
             return self._loop(wake_r)
         finally:
-            # Nothing of the job outlives ringrun.
+            # Nothing of the job outlives ringrun, not even its shared-memory files.
+            self._scan_shm()
             if self.proc is not None:
                 self._killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
             self._kill_shims()
+            if self.shm is not None:
+                self.shm.remove()
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in old_handlers.items():
                 signal.signal(signum, handler)
@@ -562,6 +577,9 @@ class Supervisor:
             if self.cluster is not None:
                 self._poll_cluster()
             now = time.monotonic()
+            if now >= self.next_shm_scan:
+                self._scan_shm()
+                self.next_shm_scan = now + SHM_SCAN
             self._settle_exits(now)
             self._expire_pending(now)
             if timeout is not None and self.decided is None and now - started > timeout:
