@@ -7,7 +7,7 @@ process group. Nothing here starts MPI, NCCL or CUDA: that happens in ``init()``
 
 import importlib
 
-from . import data, distribute, env, errors, keras
+from . import data, distribute, env, errors, keras, layers
 from .comm.base import ReduceOp
 from .core import *
 from .core import __all__ as _core_all
@@ -60,7 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LaunchError", "ReduceOp", "comm", "data", "distribute", "env", "errors", "init",
-    "is_chief", "is_initialized", "keras", "launch", "local_rank", "local_size", "rank",
+    "is_chief", "is_initialized", "keras", "launch", "layers", "local_rank", "local_size", "rank",
     "shutdown", "size",
 ]
 __all__ += [name for name in _core_all if name not in __all__]

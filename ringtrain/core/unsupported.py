@@ -39,10 +39,6 @@ _TABLE: dict[str, dict[str, str]] = {
                       "loop in Python, or use tf.cond / tf.where for data-dependent choices",
         "RegisterGradient": _CUSTOM_GRADIENT,
         "custom_gradient": _CUSTOM_GRADIENT,
-        "layers": "tf.layers is not provided by ringtrain; tf.keras.layers work on graph "
-                  "tensors the same way (y = tf.keras.layers.Dense(10)(x)), and "
-                  "tf.contrib.layers has conv2d, max_pool2d, fully_connected, flatten, "
-                  "dropout and linear",
         "losses": "tf.losses is not provided by ringtrain; write the loss from tf.nn "
                   "(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(...))) or "
                   "use tf.keras.losses",
@@ -82,6 +78,18 @@ _TABLE: dict[str, dict[str, str]] = {
     "ringtrain.keras.layers": {name: _RECURRENT for name in (
         "RNN", "SimpleRNN", "SimpleRNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell",
         "Bidirectional", "ConvLSTM2D")},
+    "ringtrain.layers": {
+        **{name: "{name} is not provided by ringtrain; tf.layers has dense, conv2d, "
+                 "max_pooling2d, average_pooling2d, flatten, dropout and batch_normalization "
+                 "(1-D data: reshape to [batch, 1, width, channels] and use conv2d / "
+                 "max_pooling2d)"
+           for name in ("conv1d", "conv3d", "conv2d_transpose", "conv3d_transpose",
+                        "separable_conv1d", "separable_conv2d", "max_pooling1d",
+                        "max_pooling3d", "average_pooling1d", "average_pooling3d", "Conv1D",
+                        "Conv3D", "Conv2DTranspose", "Conv3DTranspose", "SeparableConv1D",
+                        "SeparableConv2D", "MaxPooling1D", "MaxPooling3D", "AveragePooling1D",
+                        "AveragePooling3D", "InputSpec", "experimental")},
+    },
     "ringtrain.core.compat": {
         "v2": "{name} is TensorFlow 2's API, which ringtrain does not provide: it speaks "
               "TensorFlow 1's, so use tf.compat.v1 (the same as `import ringtrain as tf`)",
@@ -97,7 +105,7 @@ _TABLE: dict[str, dict[str, str]] = {
 _TF_NAMES = {"ringtrain": "tf", "ringtrain.core.train": "tf.train", "ringtrain.data": "tf.data",
              "ringtrain.keras": "tf.keras", "ringtrain.keras.layers": "tf.keras.layers",
              "ringtrain.core.contrib": "tf.contrib",
-             "ringtrain.core.compat": "tf.compat"}
+             "ringtrain.core.compat": "tf.compat", "ringtrain.layers": "tf.layers"}
 
 
 def missing(module: str, name: str) -> AttributeError:
