@@ -124,3 +124,38 @@ def test_feedable_iterator_reads_the_iterator_whose_handle_is_fed():
             assert [int(v) for v in got] == [0, 1, 50, 2]
             with pytest.raises(tf.errors.InvalidArgumentError, match="no iterator"):
                 sess.run(value, {handle: "nonsense"})
+
+
+# --- dataset functions written with graph ops ----------------------------------------------------
+
+def test_map_and_filter_with_graph_ops_as_the_tutorials_write_them():
+    images = np.arange(24, dtype=np.uint8).reshape(6, 2, 2)
+    labels = np.arange(6)
+
+    def scale(image, label):
+        return tf.cast(image, tf.float32) / 255.0, tf.one_hot(label, 6), "kept"
+
+    graph = tf.get_default_graph()
+    ops_before = len(graph.get_operations())
+    ds = (tf.data.Dataset.from_tensor_slices((images, labels))
+          .map(scale, num_parallel_calls=3)
+          .filter(lambda image, onehot, tag: tf.greater(tf.reduce_sum(image), 0.05))
+          .batch(4))
+    got = list(ds)
+    assert len(graph.get_operations()) == ops_before  # traced in graphs of their own
+    kept = [i for i in range(6) if (images[i] / 255.0).sum() > 0.05]
+    x = np.concatenate([b[0] for b in got])
+    np.testing.assert_allclose(x, images[kept].astype(np.float32) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), np.eye(6)[kept])
+    assert got[0][2].tolist() == ["kept"] * 4  # a Python constant passes through
+    assert ds.element_spec[0].shape == (None, 2, 2)
+
+
+def test_map_of_a_dict_with_graph_ops_and_a_numpy_map_still_runs_on_numpy():
+    ds = tf.data.Dataset.from_tensor_slices({"a": np.arange(3.0), "b": np.ones(3)})
+    doubled = ds.map(lambda d: {"sum": d["a"] + tf.constant(1.0, tf.float64) * d["b"]})
+    assert [float(e["sum"]) for e in doubled] == [1.0, 2.0, 3.0]
+    flipped = tf.data.Dataset.from_tensor_slices(np.arange(6).reshape(3, 2)).map(np.flip)
+    assert [e.tolist() for e in flipped] == [[1, 0], [3, 2], [5, 4]]
+    with pytest.raises(ZeroDivisionError):
+        list(tf.data.Dataset.range(2).map(lambda x: 1 // 0))

@@ -294,3 +294,21 @@ def test_pad_sequences_like_the_keras_documentation():
     assert keras.utils.pad_sequences is pad
     with pytest.raises(ValueError, match="padding"):
         pad(seqs, padding="middle")
+
+
+def test_sequential_add_after_summary_extends_the_built_model():
+    model = keras.Sequential([layers.Dense(4, input_shape=(3,))])
+    model.summary(print_fn=lambda line: None)  # builds it
+    model.add(layers.Dense(2, activation="relu"))
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Total params: 26" in lines and any("(None, 2)" in line for line in lines)
+    x = np.random.default_rng(3).normal(size=(5, 3)).astype(np.float32)
+    w1, b1, w2, b2 = model.get_weights()
+    np.testing.assert_allclose(model.predict(x), np.maximum((x @ w1 + b1) @ w2 + b2, 0),
+                               rtol=1e-5, atol=1e-6)
+    model.compile("sgd", "mse")
+    model.fit(x, np.ones((5, 2), np.float32), verbose=0)
+    model.add(layers.Dense(1))  # after fit too: the next fit trains the longer model
+    hist = model.fit(x, np.ones((5, 1), np.float32), epochs=2, verbose=0)
+    assert model.predict(x).shape == (5, 1) and len(hist.history["loss"]) == 2

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors
+from .functions import DataFunction, _apply
 from .structure import (
     TensorSpec,
     as_array,
@@ -49,12 +50,6 @@ def _check_count(name: str, value: Any, allow_minus_one: bool = False) -> int:
         hint = " (or -1 for all)" if allow_minus_one else ""
         raise ValueError(f"{name} must be >= 0{hint}, got {value}")
     return value
-
-
-def _apply(fn: Callable, element: Any) -> Any:
-    """``fn`` on one element: TensorFlow unpacks plain tuples into arguments; dicts and
-    namedtuples go in whole."""
-    return fn(*element) if type(element) is tuple else fn(element)
 
 
 def _normalize_element(value: Any) -> Any:
@@ -630,12 +625,12 @@ class _Shuffle(_Unary):
 class _Map(_Unary):
     def __init__(self, input_dataset: Dataset, fn: Callable, threads: int):
         super().__init__(input_dataset)
-        self._fn = fn
+        self._fn = DataFunction(fn, lambda: input_dataset.element_spec)
         self._threads = threads
         self._spec_cache: Any = None
 
     def _call(self, element: Any) -> Any:
-        return _normalize_element(_apply(self._fn, element))
+        return _normalize_element(self._fn(element))
 
     def _iter(self) -> Iterator:
         if self._threads == 1:
@@ -703,11 +698,11 @@ class _FlatMap(_Unary):
 class _Filter(_Unary):
     def __init__(self, input_dataset: Dataset, predicate: Callable):
         super().__init__(input_dataset)
-        self._predicate = predicate
+        self._predicate = DataFunction(predicate, lambda: input_dataset.element_spec)
 
     def _iter(self) -> Iterator:
         for element in self._input:
-            if bool(np.asarray(_apply(self._predicate, element))):
+            if bool(np.asarray(self._predicate(element))):
                 yield element
 
     def cardinality(self) -> int:

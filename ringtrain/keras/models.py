@@ -513,14 +513,26 @@ class Sequential(Model):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add takes a layer, got {type(layer).__name__}")
-        if self._infer_out is not None:
-            raise ValueError("cannot add layers to a Sequential model that is already built")
         if any(layer is s for s in self._sublayers):
             raise ValueError(f"layer {layer.name!r} is already in this model")
+        if self._infer_out is not None:  # built (e.g. by summary()): extend the graph
+            self._extend_built(layer)
+            return
         if not self._sublayers and self._input_shape_decl is None and \
                 layer._batch_input_shape is not None:
             self._input_shape_decl = layer._batch_input_shape
         self._sublayers.append(layer)
+
+    def _extend_built(self, layer: Layer) -> None:
+        """Append ``layer`` to a built model: it continues the inference pass in the model's
+        graph, and the training pass is rebuilt by the next fit/evaluate (as Keras does)."""
+        with self._scope(), CallContext(training=False):
+            kwargs = {"training": False} if layer._call_takes("training") else {}
+            out = layer(self._infer_out, **kwargs)
+        self._sublayers.append(layer)
+        self._infer_out = out
+        self._train_graph = None
+        backend.initialize_variables(backend.graph_variables(self.graph), self.graph)
 
     def pop(self) -> None:
         if not self._sublayers:
