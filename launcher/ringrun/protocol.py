@@ -10,7 +10,10 @@ not a small JSON object (bad UTF-8, nesting deeper than ``MAX_DEPTH``, integers 
 connection at the first wrong byte. Then frames:
 
     H  shim -> ringrun  hello, JSON {"rank", "pid", "host"}: opens the control connection
-    X  shim -> ringrun  exit, JSON {"returncode"} (negative: killed by that signal); the last frame
+    X  shim -> ringrun  exit, JSON {"returncode"} (negative: killed by that signal) and what the
+                        shim learnt (_worker.Shim.report): "frozen" {"seconds", "state"}, "left"
+                        (ended while others waited in a collective), "after" (failed only because
+                        that rank left first); the last frame
     S  ringrun -> shim  stop: terminate the program (SIGTERM, then SIGKILL after a grace period)
     A  shim -> ringrun  attach, JSON {"rank", "stream": 1 or 2}: the rest of this connection
                         is the raw stdout (1) or stderr (2) of the program
