@@ -100,10 +100,11 @@ def worker_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
     return out
 
 
-def run_ringrun(np: int, *argv: str, code: str | None = None, timeout: float = 60,
+def run_ringrun(np: int | None, *argv: str, code: str | None = None, timeout: float = 60,
                 env: Mapping[str, str | None] | None = None, options: Sequence[str] = (),
                 cwd: str | os.PathLike | None = None) -> RingrunResult:
-    """Run ``ringrun -np np [options] argv...`` (or an inline ``code``); see the module doc."""
+    """Run ``ringrun -np np [options] argv...`` (or an inline ``code``; ``np=None`` leaves
+    ``-np`` out); see the module doc."""
     tmp = None
     if code is not None:
         if argv:
@@ -114,7 +115,8 @@ def run_ringrun(np: int, *argv: str, code: str | None = None, timeout: float = 6
         argv = (tmp,)
     if not argv:
         raise TypeError("ringrun needs a program: a .py path, a command, or code=")
-    cmd = [sys.executable, "-m", "ringrun", "-np", str(np), *options, *argv]
+    size = [] if np is None else ["-np", str(np)]
+    cmd = [sys.executable, "-m", "ringrun", *size, *options, *argv]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd or REPO, env=worker_env(env), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -152,7 +152,7 @@ def test_parse_args_builds_options(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     ([], "no program"),
     (["-np", "2"], "no program"),
-    (["echo", "hi"], "-np N is required"),
+    (["--max-restarts", "-1", "echo"], "whole number of restarts"),
     (["-np", "0", "echo"], "at least 1"),
     (["-np", "two", "echo"], "whole number"),
     (["-np", "2", "--frobnicate", "echo"], "unrecognized arguments"),

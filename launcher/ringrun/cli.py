@@ -11,14 +11,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 
 from . import __version__
 from .plan import ClusterSeat, Host, Options, Plan, PlanError, find_mpiexec, plan
 from .protocol import TOKEN_SIZE
 
-USAGE = ("ringrun -np N [-H host:slots,...] [--hostfile F] [--timeout S] [--no-prefix] "
-         "PROG [ARGS...]")
+USAGE = ("ringrun -np N [-H host:slots,...] [--hostfile F] [--timeout S] [--max-restarts N] "
+         "[--no-prefix] [--timestamp] [--output-filename DIR] PROG [ARGS...]")
 DESCRIPTION = """\
 Start N workers of a ringtrain program and supervise them.
 
@@ -32,7 +33,10 @@ EPILOG = """\
 exit codes: the first failing worker's code; 124 after --timeout; 128+N after signal N;
 2 for bad arguments; 1 when the job cannot be started (e.g. no mpiexec).
 """
-_VALUE_OPTIONS = {"-np", "-n", "--np", "-H", "--hosts", "--hostfile", "--timeout"}
+_VALUE_OPTIONS = {"-np", "-n", "--np", "-H", "--hosts", "--hostfile", "--timeout",
+                  "--max-restarts", "--output-filename"}
+#: seconds before restart k (1-based) of --max-restarts: 1, 2, 4, ... at most 30
+RESTART_BACKOFF = (1.0, 30.0)
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -50,6 +54,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"needs at least 1 worker, got {value}")
     return value
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number of restarts, got {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -125,15 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ringrun", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-np", "-n", "--np", dest="np", type=_positive_int, metavar="N",
-                        help="number of workers (default: the slots of -H/--hostfile)")
+                        help="number of workers (default: the slots of -H/--hostfile, else "
+                             "one per visible GPU, else 1)")
     parser.add_argument("-H", "--hosts", metavar="HOST:SLOTS,...",
                         help="machines and worker slots, e.g. node1:4,node2:4 (MPI over ssh)")
     parser.add_argument("--hostfile", metavar="F",
                         help="file with one 'host', 'host:slots' or 'host slots=N' per line")
     parser.add_argument("--timeout", type=_seconds, metavar="S",
                         help="stop the job after S seconds (exit code 124)")
+    parser.add_argument("--max-restarts", type=_count, default=0, metavar="N",
+                        help="restart the whole job up to N times when a worker fails "
+                             "(torchrun's flag; with a short backoff)")
     parser.add_argument("--no-prefix", action="store_true",
                         help="do not prefix output lines with the rank")
+    parser.add_argument("--timestamp", "--prefix-output-with-timestamp", action="store_true",
+                        help="prefix output lines with the time as well")
+    parser.add_argument("--output-filename", metavar="DIR",
+                        help="also write each rank's output to DIR/rank.N/stdout and "
+                             "DIR/rank.N/stderr (Horovod's flag)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be started, start nothing")
     parser.add_argument("--help-env", action="store_true",
@@ -169,9 +188,13 @@ def parse_args(argv: Sequence[str]) -> tuple[Options, argparse.Namespace]:
     slots = sum(h.slots for h in hosts)
     np = ns.np
     if np is None:
-        if not hosts:
-            parser.error("-np N is required (the number of workers)")
-        np = slots
+        if hosts:
+            np = slots
+        else:
+            np = visible_gpus() or 1
+            found = f"{np} GPU(s) visible" if visible_gpus() else "no GPU visible"
+            print(f"ringrun: -np not given: starting {np} worker(s), one per GPU ({found}); "
+                  f"-np N sets the number", file=sys.stderr)
     if hosts and np > slots:
         parser.error(f"-np {np} needs {np} slots but the hosts give {slots}; "
                      f"add slots (host:slots) or lower -np")
@@ -179,6 +202,19 @@ def parse_args(argv: Sequence[str]) -> tuple[Options, argparse.Namespace]:
         parser.error(f"{command[0]}: no such file")
     return Options(np=np, command=tuple(command), hosts=hosts, timeout=ns.timeout,
                    prefix=not ns.no_prefix), ns
+
+
+def visible_gpus() -> int:
+    """NVIDIA GPUs this job may use, without CUDA libraries: ``CUDA_VISIBLE_DEVICES`` when
+    set, else the driver's entries under /proc/driver/nvidia/gpus."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip()]
+        return 0 if not ids or ids[0].strip() in ("-1", "NoDevFiles") else len(ids)
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
 
 
 def cluster_seat(environ: Mapping[str, str], np: int, *, hosts: bool = False,
@@ -287,14 +323,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.dry_run:
         print(format_plan(job))
         return 0
-    from .supervisor import run
-
     session = seat.session if seat is not None else None
+    if session is not None and ns.max_restarts:
+        print("ringrun: --max-restarts restarts single-machine jobs only so far; for a "
+              "RINGTRAIN_CONFIG cluster, restart every machine's ringrun (the programs resume "
+              "from their last checkpoint)", file=sys.stderr)
+        session.finish(2)
+        _close_listener(listener, directory)
+        return 2
     try:
-        code = run(job, listener, token, cluster=session)
+        code = _supervise(job, listener, token, session, ns)
     finally:
         _close_listener(listener, directory)
     return session.finish(code) if session is not None else code
+
+
+def _supervise(job: Plan, listener: socket.socket | None, token: str, session: object,
+               ns: argparse.Namespace) -> int:
+    """Run the job, restart it after failures (``--max-restarts``), end with one summary line:
+    wall time, exit code and what caused it."""
+    from .supervisor import TIMEOUT_EXIT_CODE, Supervisor
+
+    started = time.monotonic()
+    restarts = 0
+    while True:
+        sup = Supervisor(job, listener, token, cluster=session, timestamp=ns.timestamp,
+                         output_dir=ns.output_filename)
+        code = sup.run()
+        stopped_by_user = sup.reason is not None and sup.reason.startswith("received ")
+        if (code == 0 or restarts >= ns.max_restarts or stopped_by_user
+                or code == TIMEOUT_EXIT_CODE):
+            break
+        restarts += 1
+        delay = min(RESTART_BACKOFF[0] * 2 ** (restarts - 1), RESTART_BACKOFF[1])
+        print(f"ringrun: restart {restarts}/{ns.max_restarts} after {sup.reason or 'a failure'}"
+              f" (in {delay:g} s)", file=sys.stderr, flush=True)
+        time.sleep(delay)
+    elapsed = time.monotonic() - started
+    again = f" and {restarts} restart(s)" if restarts else ""
+    workers = f"{job.np} worker(s)"
+    if code == 0:
+        print(f"ringrun: {workers} finished in {elapsed:.1f} s{again}: exit code 0",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"ringrun: {workers} stopped after {elapsed:.1f} s{again}: exit code {code} "
+              f"({sup.reason or 'no worker reported a failure'})", file=sys.stderr, flush=True)
+    return code
 
 
 def _close_listener(listener: socket.socket | None, directory: str | None) -> None:

@@ -10,6 +10,7 @@ within a few seconds of that failure. Standard library only.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import selectors
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from typing import BinaryIO
 
 from .plan import Plan
 from .protocol import (
@@ -89,6 +91,14 @@ def _ranks(ranks) -> str:
     return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
 
 
+def _stamped(tag: str) -> bytes:
+    """``[rank 2026-12-07 04:40:01.123] `` (``--timestamp``), the rank left out with
+    ``--no-prefix``."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    return f"[{tag + ' ' if tag else ''}{stamp}] ".encode()
+
+
 class Output:
     """Writes whole lines to a file descriptor, each prefixed; one per (source, stream).
 
@@ -96,8 +106,11 @@ class Output:
     the complete lines of one chunk go out in a single ``write``, so ranks never mix mid-line.
     """
 
-    def __init__(self, write: Callable[[int, bytes], None], fd: int, prefix: bytes) -> None:
-        self._write, self._fd, self._prefix = write, fd, prefix
+    def __init__(self, write: Callable[[int, bytes], None], fd: int,
+                 prefix: bytes | Callable[[], bytes], copy: BinaryIO | None = None) -> None:
+        # prefix: fixed bytes, or a function called once per chunk (timestamps); copy: a file
+        # that also gets every line, unprefixed (--output-filename)
+        self._write, self._fd, self._prefix, self._copy = write, fd, prefix, copy
         self._buf = b""
         self.aborted_at: float | None = None  # when a line said the program called MPI_Abort
 
@@ -119,13 +132,19 @@ class Output:
         if ABORT_MARK in complete and self.aborted_at is None:
             self.aborted_at = time.monotonic()
         lines = complete.splitlines(keepends=True)
-        self._write(self._fd, b"".join(self._prefix + line for line in lines))
+        prefix = self._prefix() if callable(self._prefix) else self._prefix
+        self._write(self._fd, b"".join(prefix + line for line in lines))
+        if self._copy is not None:
+            self._copy.write(complete)
+            self._copy.flush()
 
     def close(self) -> None:
         if self._buf:
             text = self._buf if self._buf.endswith((b"\n", b"\r")) else self._buf + b"\n"
             self._buf = b""
             self._emit(text)
+        if self._copy is not None:
+            self._copy.close()
 
 
 @dataclass
@@ -148,8 +167,12 @@ class Supervisor:
 
     def __init__(self, plan: Plan, listener: socket.socket | None = None,
                  token: str = "", stdout_fd: int = 1, stderr_fd: int = 2,
-                 cluster: object = None) -> None:
+                 cluster: object = None, timestamp: bool = False,
+                 output_dir: str | None = None) -> None:
         self.plan = plan
+        self.timestamp = timestamp      # --timestamp: each chunk of lines gets the time
+        self.output_dir = output_dir    # --output-filename: DIR/rank.N/stdout|stderr
+        self.reason: str | None = None  # the first thing ringrun said: what decided the job
         # Cluster mode (ringrun.cluster.ClusterSession): polled for another machine's failure,
         # told of ours.
         self.cluster = cluster
@@ -192,6 +215,8 @@ class Supervisor:
             self.broken.add(which)  # the reader went away; keep supervising regardless
 
     def say(self, text: str) -> None:
+        if self.reason is None:
+            self.reason = text.split("; stopping")[0]
         self.last_said = text
         self._write(2, f"ringrun: {text}\n".encode())
 
@@ -213,9 +238,18 @@ class Supervisor:
     def _output(self, source: object, which: int) -> Output:
         key = (source, which)
         if key not in self.outputs:
-            prefix = f"[{source}] ".encode() if isinstance(source, int) and self.plan.prefix \
-                else b""
-            self.outputs[key] = Output(self._write, which, prefix)
+            tag = str(source) if isinstance(source, int) and self.plan.prefix else ""
+            prefix: bytes | Callable[[], bytes] = f"[{tag}] ".encode() if tag else b""
+            if self.timestamp:
+                prefix = functools.partial(_stamped, tag)
+            copy = None
+            if self.output_dir is not None and isinstance(source, int):
+                folder = os.path.join(self.output_dir, f"rank.{source}")
+                os.makedirs(folder, exist_ok=True)
+                # closed by Output.close() when the stream ends
+                copy = open(os.path.join(folder, "stdout" if which == 1 else "stderr"),  # noqa: SIM115
+                            "ab")
+            self.outputs[key] = Output(self._write, which, prefix, copy)
         return self.outputs[key]
 
     # --- ranks --------------------------------------------------------------------------------
@@ -646,9 +680,9 @@ class Supervisor:
 
 
 def run(plan: Plan, listener: socket.socket | None = None, token: str = "",
-        cluster: object = None) -> int:
+        cluster: object = None, **presentation) -> int:
     """Run ``plan`` under a :class:`Supervisor`; returns ringrun's exit code."""
-    return Supervisor(plan, listener, token, cluster=cluster).run()
+    return Supervisor(plan, listener, token, cluster=cluster, **presentation).run()
 
 
 __all__ = ["Output", "Supervisor", "describe", "exit_code", "run"]

@@ -1,10 +1,11 @@
 """Run under ``ringrun -np N``: graph-mode training that checkpoints mid-epoch and resumes.
 
-``strategy_resume.py CKPT_DIR OUT_DIR [--kill-at STEP --kill-rank R --marker FILE]``
+``strategy_resume.py CKPT_DIR OUT_DIR [--kill-at STEP ... --kill-rank R --marker FILE]``
 An MLP with dropout (per-worker random streams) and Adam trains for 3 epochs over a seeded,
 reshuffled dataset whose last batch is uneven, saving a checkpoint every 3 steps (mid-epoch).
 With ``--kill-at``, worker R SIGKILLs itself after that step unless MARKER exists (it creates
-it first), so running the same command twice gives one interrupted and one resumed run. Each
+it first), so running the same command twice gives one interrupted and one resumed run; with
+several ``--kill-at`` steps each has its own marker, ``MARKER.STEP``. Each
 worker writes its final parameters to ``OUT_DIR/rank<r>.npz``.
 """
 
@@ -25,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("ckpt_dir")
     parser.add_argument("out")
-    parser.add_argument("--kill-at", type=int, default=None)
+    parser.add_argument("--kill-at", type=int, action="append", default=[])
     parser.add_argument("--kill-rank", type=int, default=0)
     parser.add_argument("--marker", default=None)
     args = parser.parse_args()
@@ -66,9 +67,10 @@ def main() -> None:
             _, done = sess.run([train_op, step], {x: local_x, y: local_y})
             if done % SAVE_EVERY == 0:
                 manager.save(session=sess)
-            if done == args.kill_at and rank == args.kill_rank and args.marker \
-                    and not os.path.exists(args.marker):
-                open(args.marker, "w").close()
+            marker = args.marker if len(args.kill_at) == 1 else f"{args.marker}.{done}"
+            if done in args.kill_at and rank == args.kill_rank and args.marker \
+                    and not os.path.exists(marker):
+                open(marker, "w").close()
                 os.kill(os.getpid(), signal.SIGKILL)
     assert done == EPOCHS * steps_per_epoch, done
     np.savez(os.path.join(args.out, f"rank{rank}.npz"), w1=sess.run(w1), w2=sess.run(w2))
