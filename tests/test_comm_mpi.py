@@ -38,6 +38,17 @@ def test_collectives_without_checks_and_with_numpy_kernels(ringrun):
     _ok_lines(res, 3)
 
 
+@pytest.mark.parametrize("np_, env", [(1, {}), (1, {"RINGTRAIN_BACKEND": "mpi"}), (2, {}),
+                                       (3, {}), (3, {"RINGTRAIN_NO_CEXT": "1"})])
+def test_min_max_propagate_nan_on_every_path(ringrun, np_, env):
+    """NumPy's maximum/minimum: a NaN on any rank is NaN in the result, on every algorithm
+    (MPI's own MIN/MAX gave [nan nan 1. 1.] for [1.0 | nan] before)."""
+    res = ringrun(np_, "tests/mp/comm_nan.py", env=env, timeout=90).check()
+    for rank in range(np_):
+        lines = [ln for ln in res.stdout_of(rank) if ln.startswith("NAN-OK")]
+        assert len(lines) == 1 and int(lines[0].split("checks=")[1]) >= 320, res.describe()
+
+
 MISMATCHES = {
     # case: (regexes every rank's message must match, the error the culprit raises instead)
     "shape": ([r"^allreduce: every rank must pass the same shape; ", r"rank 1 sent \(3, 4\)",

@@ -102,6 +102,12 @@ class MPICommunicator(CommunicatorBase):
         self._mpi_ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MIN: MPI.MIN,
                          ReduceOp.MAX: MPI.MAX}
         self._bool_ops = {ReduceOp.MIN: MPI.LAND, ReduceOp.MAX: MPI.LOR}
+        # MPI leaves NaN to the implementation: MPICH's MIN/MAX keep or drop a NaN depending on
+        # the operands' order (ranks can even disagree). NumPy's minimum/maximum propagate it,
+        # as the ring's kernels do, so floats reduce through those.
+        self._float_ops = {op: MPI.Op.Create(_numpy_op(ufunc), commute=True)
+                           for op, ufunc in ((ReduceOp.MIN, np.minimum),
+                                             (ReduceOp.MAX, np.maximum))}
         self._scratch: dict = {}
         self._shm: _SharedSlots | None = None
         if 1 < self.world_size == self._node.Get_size() and self._node_is_one_job():
@@ -150,6 +156,8 @@ class MPICommunicator(CommunicatorBase):
     def _mpi_op(self, op: ReduceOp, dtype: np.dtype) -> Any:
         if dtype.kind == "b":
             return self._bool_ops[op]
+        if dtype.kind == "f" and op in self._float_ops:
+            return self._float_ops[op]
         return self._mpi_ops[op]
 
     # --- data movement (communication thread, or inline; one at a time) ----------------------
@@ -372,6 +380,18 @@ class MPICommunicator(CommunicatorBase):
         self._node.Free()
         if self._owns_comm:
             self._comm.Free()
+        for mpi_op in self._float_ops.values():
+            mpi_op.Free()
+
+
+def _numpy_op(ufunc: Any) -> Callable[[Any, Any, Any], None]:
+    """An MPI user-op body: ``inout = ufunc(in, inout)`` on the buffers as NumPy arrays."""
+    def reduce(inbuf: Any, inoutbuf: Any, datatype: Any) -> None:
+        code = datatype.tocode()
+        inout = np.frombuffer(inoutbuf, code)
+        ufunc(np.frombuffer(inbuf, code), inout, out=inout)
+
+    return reduce
 
 
 class _SharedSlots:
