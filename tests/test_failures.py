@@ -139,3 +139,34 @@ def test_ringrun_leaves_dev_shm_as_it_found_it(tmp_path, mode):
             os.killpg(proc.pid, signal.SIGKILL)
         for p in foreign:
             p.unlink(missing_ok=True)
+
+
+def test_shm_tracker_removes_only_files_the_job_used(tmp_path):
+    from ringrun.shm import ShmTracker
+
+    there_before = tmp_path / "mpich_shm_before"
+    there_before.write_bytes(b"x" * 4096)
+    tracker = ShmTracker(str(tmp_path))
+    ours, replaced, foreign = (tmp_path / f"mpich_shm_{n}" for n in ("ours", "replaced", "other"))
+    for path in (ours, replaced, foreign, tmp_path / "not_mpi"):
+        path.write_bytes(b"x" * 4096)
+    # A process of "the job" maps two of them (as MPICH does), one of them also the old file.
+    mapper = subprocess.Popen([sys.executable, "-c", (
+        "import mmap, sys\n"
+        "files = [open(p, 'r+b') for p in sys.argv[1:]]\n"
+        "maps = [mmap.mmap(f.fileno(), 0) for f in files]\n"
+        "print('mapped', flush=True); sys.stdin.read()")] +
+        [str(p) for p in (ours, replaced, there_before)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert mapper.stdout.readline() == "mapped\n"
+        now = time.monotonic()
+        tracker.scan([mapper.pid], now)
+        tracker.scan([mapper.pid], now + ShmTracker.CLAIM_WITHIN + 0.1)  # "other" is foreign
+    finally:
+        mapper.communicate("")
+    replaced.unlink()
+    replaced.write_bytes(b"a new file under the same name")
+    assert tracker.remove() == [str(ours)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mpich_shm_before", "mpich_shm_other", "mpich_shm_replaced", "not_mpi"]

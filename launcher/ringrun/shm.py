@@ -2,11 +2,11 @@
 
 MPICH (and UCX under it) keep each node's shared memory in files such as
 ``/dev/shm/mpich_shm_*``, which ``MPI_Finalize`` removes; a worker that is killed, aborts or
-skips finalising leaves them behind (about 1 MiB per rank). ringrun therefore looks, while the
-job runs, at which such files its own processes have mapped or opened (``/proc/PID/maps`` and
-``/proc/PID/fd``) and, once every worker is gone, removes each of them that is still the same
-file (same inode). Only files that were not there when the job started and that a process of
-this job used are touched, so other jobs' files are never removed. Linux only (elsewhere the
+skips finalising leaves them behind (about 1 MiB per rank). ringrun therefore notes, while the
+job runs, each new such file that its own processes have mapped or opened (``/proc/PID/maps``
+and ``/proc/PID/fd``) and, once every worker is gone, removes each of them that is still the
+same file (same inode). Only files that were not there when the job started and that a process
+of this job used are touched, so other jobs' files are never removed. Linux only (elsewhere the
 tracker finds nothing); a remote machine's files are cleaned by that machine's ringrun.
 Standard library only.
 """
@@ -41,56 +41,71 @@ def _descendants(pid: int) -> list[int]:
 
 
 class ShmTracker:
-    """Records the MPI shared-memory files a job's processes use; removes them at the end."""
+    """Records the MPI shared-memory files a job's processes use; removes them at the end.
+
+    Cheap while nothing changes: each :meth:`scan` lists the directory, and reads the job's
+    ``/proc/PID/maps`` only while a new MPI file (one not there before) is unclaimed; a file
+    none of the job's processes has mapped within ``CLAIM_WITHIN`` seconds is another job's.
+    """
+
+    #: Seconds a new file may stay unmapped by this job before it counts as another job's.
+    CLAIM_WITHIN = 1.0
 
     def __init__(self, directory: str = SHM_DIR) -> None:
         self.directory = directory
-        self.before = self._listing()        # (name, inode) present when the job started
+        self.known = self._listing()         # (name, inode): there before, or another job's
+        self.unclaimed: dict[tuple[str, int], float] = {}   # new file -> when first seen
         self.used: dict[str, int] = {}       # path -> inode, created and used by this job
-        self.pids: set[int] = set()          # every process of the job seen so far
 
     def _listing(self) -> set[tuple[str, int]]:
         try:
             with os.scandir(self.directory) as entries:
-                return {(e.name, e.inode()) for e in entries}
+                return {(e.name, e.inode()) for e in entries if e.name.startswith(MPI_PREFIXES)}
         except OSError:
             return set()
 
-    def _note(self, path: str, inode: int) -> None:
-        folder, _, name = path.rpartition("/")
-        if (folder == self.directory and name.startswith(MPI_PREFIXES)
-                and (name, inode) not in self.before):
-            self.used[path] = inode
+    def scan(self, roots: list[int], now: float) -> None:
+        """Claim the new MPI files that the processes under ``roots`` have mapped or open."""
+        for entry in self._listing() - self.known:
+            if self.used.get(f"{self.directory}/{entry[0]}") != entry[1]:
+                self.unclaimed.setdefault(entry, now)
+        if not self.unclaimed:
+            return
+        mapped = self._mapped(roots)
+        for entry, seen in list(self.unclaimed.items()):
+            if entry in mapped:
+                self.used[f"{self.directory}/{entry[0]}"] = entry[1]
+            elif now - seen < self.CLAIM_WITHIN:
+                continue
+            else:
+                self.known.add(entry)
+            del self.unclaimed[entry]
 
-    def scan(self, roots: list[int]) -> None:
-        """Look at what the processes under ``roots`` (and those seen before) have mapped or
-        opened in the shared-memory directory."""
-        for root in roots:
-            self.pids.update(_descendants(root))
+    def _mapped(self, roots: list[int]) -> set[tuple[str, int]]:
+        """(name, inode) of the directory's files mapped or open in the processes under
+        ``roots``."""
         prefix = self.directory + "/"
-        for pid in list(self.pids):
+        found: set[tuple[str, int]] = set()
+        for pid in {p for root in roots for p in _descendants(root)}:
             try:
                 with open(f"/proc/{pid}/maps") as f:
-                    maps = f.read()
-            except OSError:
-                self.pids.discard(pid)          # gone
-                continue
-            for line in maps.splitlines():
-                fields = line.split(maxsplit=5)
-                if (len(fields) == 6 and fields[5].startswith(prefix)
-                        and not fields[5].endswith(" (deleted)")):
-                    self._note(fields[5], int(fields[4]))
-            try:
+                    for line in f:
+                        fields = line.rstrip("\n").split(maxsplit=5)
+                        if (len(fields) == 6 and fields[5].startswith(prefix)
+                                and not fields[5].endswith(" (deleted)")):
+                            found.add((fields[5][len(prefix):], int(fields[4])))
                 fds = os.listdir(f"/proc/{pid}/fd")
             except OSError:
-                continue
+                continue                        # gone meanwhile
             for fd in fds:
                 try:
                     target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if target.startswith(prefix) and not target.endswith(" (deleted)"):
-                        self._note(target, os.stat(f"/proc/{pid}/fd/{fd}").st_ino)
+                    if target.startswith(prefix):
+                        found.add((target[len(prefix):],
+                                   os.stat(f"/proc/{pid}/fd/{fd}").st_ino))
                 except OSError:
                     pass
+        return found
 
     def remove(self) -> list[str]:
         """Remove the recorded files that are still the ones the job used; returns them."""

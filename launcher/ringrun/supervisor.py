@@ -333,7 +333,8 @@ class Supervisor:
     def _scan_shm(self) -> None:
         if self.shm is not None and self.proc is not None:
             self.shm.scan([self.proc.pid, *(c.pid for c in self.conns
-                                            if c.kind == HELLO and c.local and c.pid)])
+                                            if c.kind == HELLO and c.local and c.pid)],
+                          time.monotonic())
 
     def stop(self) -> None:
         """Ask every worker to end (SIGTERM); :meth:`_hard_kill` follows after KILL_AFTER."""
