@@ -64,6 +64,10 @@ class NotFoundError(OpError):
     """A file or a named object does not exist."""
 
 
+class DataLossError(OpError):
+    """A file is damaged: a checkpoint, index or backup that cannot be read back."""
+
+
 class UnimplementedError(OpError):
     """The operation is not implemented or not supported."""
 

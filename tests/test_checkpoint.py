@@ -99,7 +99,7 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(errors.NotFoundError, match=r"no entry for \['y'\]"):
         ck.Checkpoint(y=np.ones(2)).restore(path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(errors.InvalidArgumentError, match="not a ringtrain checkpoint"):
+    with pytest.raises(errors.DataLossError, match="junk.npz' is damaged"):
         ck.Checkpoint(x=np.ones(2)).restore(tmp_path / "junk")
     with pytest.raises(ValueError, match="save_counter"):
         ck.Checkpoint(save_counter=np.ones(1))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -69,18 +71,49 @@ def dumps(tree: Any, **meta: Any) -> bytes:
     return buffer.getvalue()
 
 
-def loads(data: bytes, what: str = "checkpoint") -> tuple[Any, dict]:
-    """``(tree, meta)`` from the bytes of a checkpoint file."""
+# What to do about a damaged checkpoint file, unless the caller knows better.
+DAMAGED_ADVICE = ("Put back a good copy, or move it away and restore an earlier checkpoint "
+                  "(for a CheckpointManager directory, also remove its name from the "
+                  "'checkpoint' index file)")
+
+
+def loads(data: bytes, what: str = "checkpoint", advice: str = DAMAGED_ADVICE
+          ) -> tuple[Any, dict]:
+    """``(tree, meta)`` from the bytes of a checkpoint file; ``errors.DataLossError`` naming
+    ``what``, what is wrong with it and ``advice`` when they are not one."""
+    def damaged(problem: str) -> errors.DataLossError:
+        return errors.DataLossError(f"{what} is damaged: {problem}. {advice}.")
+
+    if not data:
+        raise damaged("it is empty (0 bytes; a copy or a disk that filled up?)")
+    if not data.startswith(b"PK"):
+        raise damaged(f"it is not a NumPy .npz archive (it starts with {data[:8]!r})")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            record = json.loads(bytes(npz["__meta__"]).decode())
+            if "__meta__" not in npz.files:
+                raise damaged("it holds no ringtrain record (__meta__): it was not "
+                              "written by ringtrain's checkpoints")
+            raw = bytes(npz["__meta__"])
             arrays = {k[2:]: npz[k] for k in npz.files if k.startswith("a/")}
-    except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-        raise errors.InvalidArgumentError(f"{what} is not a ringtrain checkpoint ({exc})") \
-            from None
-    if record.get("format") != FORMAT:
-        raise errors.InvalidArgumentError(f"{what} is not a ringtrain checkpoint")
-    tree = _decode(record.pop("tree"), arrays)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise damaged(f"its zip archive is truncated or corrupt ({exc})") from None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:           # UnicodeDecodeError and JSONDecodeError
+        raise damaged(f"its ringtrain record (__meta__) is not JSON text ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT or "tree" not in record:
+        raise damaged("its record (__meta__) is not a ringtrain checkpoint's")
+    version = record.get("version")
+    if not isinstance(version, int):
+        raise damaged(f"its record has no format version (got {version!r})")
+    if version > VERSION:
+        raise errors.DataLossError(
+            f"{what} was written by a newer ringtrain (checkpoint format version {version}; "
+            f"this one reads up to {VERSION}). Restore it with that version of ringtrain.")
+    try:
+        tree = _decode(record.pop("tree"), arrays)
+    except (KeyError, TypeError) as exc:
+        raise damaged(f"its record names arrays the archive lacks ({exc})") from None
     return tree, record
 
 
@@ -93,15 +126,20 @@ def write_state(path: str | os.PathLike, tree: Any, **meta: Any) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def read_state(path: str | os.PathLike) -> tuple[Any, dict]:
+def read_state(path: str | os.PathLike, advice: str = DAMAGED_ADVICE) -> tuple[Any, dict]:
     """``(tree, meta)`` of the checkpoint file at ``path`` (this process only)."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        raise errors.NotFoundError(f"checkpoint file {path!r} does not exist") from None
-    return loads(data, what=repr(path))
+        raise errors.NotFoundError(
+            f"checkpoint file {path!r} does not exist: check the path (the 'checkpoint' index "
+            f"of a directory names the checkpoints kept there; a worker restores the chief's "
+            f"files)") from None
+    except OSError as exc:
+        raise errors.DataLossError(f"checkpoint file {path!r} cannot be read ({exc})") from None
+    return loads(data, what=f"checkpoint file {path!r}", advice=advice)
 
 
 def read_state_everywhere(path: str | os.PathLike | None

@@ -3,7 +3,6 @@ listed in a ``checkpoint`` index file."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -12,35 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from .. import errors
 from .fileformat import SUFFIX, data_file
-from .files import atomic_write, deferred_termination, remove_stale_temporaries
+from .files import deferred_termination, remove_stale_temporaries
+from .index import INDEX_FILE, CheckpointState, read_index, write_index
 from .saving import Checkpoint, using_session
 from .tracking import adapter_for
 from .workers import is_chief
 
-INDEX_FILE = "checkpoint"
 
-
-def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
-    """The newest checkpoint a ``CheckpointManager`` recorded in ``checkpoint_dir``, or None."""
-    index = _read_index(os.fspath(checkpoint_dir))
-    return index["latest"] if index else None
-
-
-def _read_index(directory: str) -> dict | None:
-    try:
-        with open(os.path.join(directory, INDEX_FILE)) as f:
-            index = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise errors.InvalidArgumentError(f"checkpoint index {directory}/{INDEX_FILE} is "
-                                          f"unreadable ({exc})") from None
-    paths = [os.path.join(directory, name) for name in index.get("all", [])]
-    latest = index.get("latest")
-    return {"latest": os.path.join(directory, latest) if latest else None, "all": paths,
-            "times": index.get("times", {})}
+def latest_checkpoint(checkpoint_dir: str | os.PathLike, latest_filename: str | None = None
+                      ) -> str | None:
+    """The newest checkpoint the ``checkpoint`` index of ``checkpoint_dir`` names (written by
+    a ``CheckpointManager`` or a ``Saver``), or None."""
+    state = read_index(checkpoint_dir, latest_filename)
+    return (state.model_checkpoint_path or None) if state else None
 
 
 class CheckpointManager:
@@ -80,11 +64,13 @@ class CheckpointManager:
         self._interval = checkpoint_interval
         self._init_fn = init_fn
         self._last_step: int | None = None
-        index = _read_index(self.directory)
-        self._checkpoints: list[str] = index["all"] if index else []
-        self._times: dict[str, float] = index["times"] if index else {}
-        self._latest: str | None = index["latest"] if index else None
-        self._last_preserved = time.time()
+        state = read_index(self.directory) or CheckpointState()
+        self._checkpoints: list[str] = list(state.all_model_checkpoint_paths)
+        self._times: dict[str, float] = dict(zip(
+            (os.path.basename(p) for p in self._checkpoints),
+            state.all_model_checkpoint_timestamps))
+        self._latest: str | None = state.model_checkpoint_path or None
+        self._last_preserved = state.last_preserved_timestamp or time.time()
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -175,11 +161,9 @@ class CheckpointManager:
         return doomed
 
     def _write_index(self) -> None:
-        names = [os.path.basename(p) for p in self._checkpoints]
-        index = {"latest": os.path.basename(self._latest) if self._latest else None,
-                 "all": names, "times": {n: self._times.get(n) for n in names}}
-        data = json.dumps(index, indent=1).encode()
-        atomic_write(os.path.join(self.directory, INDEX_FILE), lambda f: f.write(data))
+        times = [self._times.get(os.path.basename(p), 0.0) for p in self._checkpoints]
+        write_index(self.directory, CheckpointState(self._latest or "", list(self._checkpoints),
+                                                    times, self._last_preserved))
 
     def restore_or_initialize(self, session: Any = None) -> str | None:
         """Restore the latest checkpoint (the chief's view) on every worker; with none, call

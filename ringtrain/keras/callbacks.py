@@ -288,7 +288,8 @@ class BackupAndRestore(Callback):
         """``(state, meta)`` of the backup in ``backup_dir`` on this machine, None if none."""
         if not os.path.exists(self._path):
             return None
-        return checkpoint.read_state(self._path)
+        return checkpoint.read_state(self._path, advice=(
+            f"Delete {self.backup_dir!r} to start training over"))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # Under a strategy the chief's backup (it alone writes one) is everyone's: a worker
