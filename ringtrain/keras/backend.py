@@ -193,7 +193,7 @@ def _keras_op(fn: Any) -> Any:
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
         from .layers import op_node
-        return op_node(fn, args, kwargs, name=fn.__name__)
+        return op_node(fn, args, kwargs, name=f"backend.{fn.__name__}")
     return op
 
 
@@ -272,7 +272,7 @@ def argmin(x: Any, axis: int = -1) -> Any:
 def _unary(core_name: str, doc: str) -> Any:
     def op(x: Any) -> Any:
         return getattr(_core(), core_name)(x)
-    op.__name__ = op.__qualname__ = core_name if core_name != "negative" else "neg"
+    op.__name__ = op.__qualname__ = core_name
     op.__doc__ = doc
     return _keras_op(op)
 

@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 
 from ..core.variables import variance_scaling_rule, variance_scaling_spread
-from .registry import resolve
+from .registry import Configurable, resolve
 
 
 def _rng(seed: int | None) -> Any:
     return np.random if seed is None else np.random.RandomState(seed)
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: ``init(shape, dtype) -> np.ndarray``."""
 
     def __call__(self, shape: tuple, dtype: Any = "float32") -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import core
 from ..data.structure import flatten, is_nested, map_structure, pack_as
-from . import activations, backend, initializers, regularizers
+from . import activations, backend, initializers, registry, regularizers
 
 # --- call context: the training flag and the update ops of the call in progress ------------------
 
@@ -103,40 +103,61 @@ class KerasTensor:
 
     # Arithmetic on symbolic tensors becomes a node of the functional graph, as in Keras.
     def __add__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: a + b, (self, other), name="add")
+        return op_node(_TENSOR_OPS["add"], (self, other), name="tensor.add")
 
     def __radd__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: b + a, (self, other), name="add")
+        return op_node(_TENSOR_OPS["radd"], (self, other), name="tensor.radd")
 
     def __sub__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: a - b, (self, other), name="subtract")
+        return op_node(_TENSOR_OPS["sub"], (self, other), name="tensor.sub")
 
     def __rsub__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: b - a, (self, other), name="subtract")
+        return op_node(_TENSOR_OPS["rsub"], (self, other), name="tensor.rsub")
 
     def __mul__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: a * b, (self, other), name="multiply")
+        return op_node(_TENSOR_OPS["mul"], (self, other), name="tensor.mul")
 
     def __rmul__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: b * a, (self, other), name="multiply")
+        return op_node(_TENSOR_OPS["rmul"], (self, other), name="tensor.rmul")
 
     def __truediv__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: a / b, (self, other), name="truediv")
+        return op_node(_TENSOR_OPS["truediv"], (self, other), name="tensor.truediv")
 
     def __rtruediv__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: b / a, (self, other), name="truediv")
+        return op_node(_TENSOR_OPS["rtruediv"], (self, other), name="tensor.rtruediv")
 
     def __pow__(self, other: Any) -> KerasTensor:
-        return op_node(lambda a, b: core.pow(a, b), (self, other), name="pow")
+        return op_node(_TENSOR_OPS["pow"], (self, other), name="tensor.pow")
 
     def __neg__(self) -> KerasTensor:
-        return op_node(lambda a: -a, (self,), name="negative")
+        return op_node(_TENSOR_OPS["neg"], (self,), name="tensor.neg")
 
     def __matmul__(self, other: Any) -> KerasTensor:
-        return op_node(core.matmul, (self, other), name="matmul")
+        return op_node(_TENSOR_OPS["matmul"], (self, other), name="tensor.matmul")
 
     def __getitem__(self, key: Any) -> KerasTensor:
-        return op_node(lambda a: a[key], (self,), name="getitem")
+        return op_node(_TENSOR_OPS["getitem"], (self, key), name="tensor.getitem")
+
+
+# The operators of symbolic tensors, by the name a model file records.
+_TENSOR_OPS: dict[str, Callable] = {
+    "add": lambda a, b: a + b, "radd": lambda a, b: b + a,
+    "sub": lambda a, b: a - b, "rsub": lambda a, b: b - a,
+    "mul": lambda a, b: a * b, "rmul": lambda a, b: b * a,
+    "truediv": lambda a, b: a / b, "rtruediv": lambda a, b: b / a,
+    "pow": lambda a, b: core.pow(a, b), "neg": lambda a: -a,
+    "matmul": lambda a, b: core.matmul(a, b), "getitem": lambda a, key: a[key],
+}
+
+
+def symbolic_op(name: str) -> Callable:
+    """The function a TFOpLambda named ``name`` ('tensor.add', 'backend.mean') applies."""
+    family, _, op = name.partition(".")
+    if family == "tensor" and op in _TENSOR_OPS:
+        return _TENSOR_OPS[op]
+    if family == "backend" and callable(getattr(backend, op, None)):
+        return getattr(backend, op).__wrapped__
+    raise ValueError(f"unknown symbolic op {name!r}")
 
 
 def op_node(fn: Callable, args: tuple, kwargs: dict | None = None, name: str = "op") -> Any:
@@ -145,7 +166,9 @@ def op_node(fn: Callable, args: tuple, kwargs: dict | None = None, name: str = "
     kwargs = kwargs or {}
     if not any(isinstance(x, KerasTensor) for x in _flat_inputs([args, kwargs])):
         return fn(*args, **kwargs)
-    return TFOpLambda(fn, args, kwargs, name=backend.unique_object_name(f"tf.{name}"))()
+    short = name.rpartition(".")[2]
+    return TFOpLambda(fn, args, kwargs, op_name=name,
+                      name=backend.unique_object_name(f"tf.{short}"))()
 
 
 # --- the base class ------------------------------------------------------------------------------
@@ -162,6 +185,7 @@ class Layer:
     def __new__(cls, *args: Any, **kwargs: Any) -> Layer:  # noqa: PYI034 -- as above
         # Set up the base state here so a subclass that forgets super().__init__() still works.
         obj = super().__new__(cls)
+        registry.remember_arguments(obj, args, kwargs)  # for model files (saving.py)
         obj._init_state()
         return obj
 
@@ -637,9 +661,11 @@ class TFOpLambda(Layer):
     """A core op applied to KerasTensors in the functional API (``x + y``, ``K.mean(x)``): the
     arguments are kept with their KerasTensors, and replaced by real tensors when called."""
 
-    def __init__(self, function: Callable, args: tuple, kwargs: dict, **layer_kwargs: Any):
+    def __init__(self, function: Callable, args: tuple, kwargs: dict, op_name: str = "",
+                 **layer_kwargs: Any):
         super().__init__(**layer_kwargs)
         self.function = function
+        self.op_name = op_name
         self._template = (args, kwargs)
 
     def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:

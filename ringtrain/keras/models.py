@@ -300,6 +300,14 @@ class Model(Trainer, Layer):
         arrays = {f"{i:04d}:{v.name}": a for i, (v, a) in enumerate(zip(weights, values))}
         atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
+    def save(self, filepath: str, overwrite: bool = True, include_optimizer: bool = True,
+             save_format: Any = None, **kwargs: Any) -> None:
+        """The whole model (architecture, weights, compile settings, optimizer state) in one
+        HDF5 file, whatever the extension (see ``keras/saving.py``); read it back with
+        ``tf.keras.models.load_model``."""
+        from .saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
     def load_weights(self, filepath: str, by_name: bool = False, skip_mismatch: bool = False,
                      **kwargs: Any) -> None:
         """Read weights written by ``save_weights`` (matched by position, shapes checked).
@@ -477,6 +485,27 @@ def _row(cells: tuple, widths: list[int]) -> str:
     for cell, w in zip(cells, widths):
         out += (" " + str(cell)).ljust(w)
     return out.rstrip()
+
+
+def load_model(filepath: str, custom_objects: dict | None = None, compile: bool = True,
+               options: Any = None) -> Model:
+    """``tf.keras.models.load_model``: the model ``Model.save`` wrote (see saving.py)."""
+    from .saving import load_model as load
+    return load(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def save_model(model: Model, filepath: str, overwrite: bool = True,
+               include_optimizer: bool = True, **kwargs: Any) -> None:
+    model.save(filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+
+def clone_model(model: Model, input_tensors: Any = None, clone_function: Any = None) -> Model:
+    """A new model of the same architecture with fresh weights (its layers made again from
+    their constructor arguments)."""
+    if input_tensors is not None or clone_function is not None:
+        raise ValueError("clone_model(input_tensors=..., clone_function=...) is not supported")
+    from .saving import model_config, model_from_config
+    return model_from_config(model_config(model))
 
 
 class Sequential(Model):

@@ -7,6 +7,7 @@ a Loss, say).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -34,3 +35,36 @@ def resolve(identifier: Any, what: str, by_name: dict[str, Any], *, base: type |
                         f"a{'n' if what[0] in 'aeiou' else ''} {what} object or a function, "
                         f"got {identifier!r}")
     return adapted
+
+
+# --- configs: the arguments an object was made with, to make it again (model files) ----------
+
+class Configurable:
+    """Remembers the arguments of its constructor call, so ``config_of`` can describe it."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__new__(cls)
+        remember_arguments(obj, args, kwargs)
+        return obj
+
+
+def remember_arguments(obj: Any, args: tuple, kwargs: dict) -> None:
+    object.__setattr__(obj, "_init_arguments", (args, dict(kwargs)))
+
+
+def config_of(obj: Any) -> dict:
+    """The keyword arguments that make ``obj`` again: its constructor call's arguments, bound
+    by name (``type(obj)(**config_of(obj))``)."""
+    args, kwargs = getattr(obj, "_init_arguments", ((), {}))
+    signature = inspect.signature(type(obj).__init__)
+    bound = signature.bind_partial(None, *args, **kwargs).arguments
+    config: dict = {}
+    for name, value in bound.items():
+        kind = signature.parameters[name].kind
+        if name == "self" or kind == inspect.Parameter.VAR_POSITIONAL:
+            continue
+        if kind == inspect.Parameter.VAR_KEYWORD:
+            config.update(value)
+        else:
+            config[name] = value
+    return config

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import core
-from .registry import resolve
+from .registry import Configurable, resolve
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: ``regularizer(weight)`` is a scalar penalty tensor."""
 
     def __call__(self, x: Any) -> Any:
