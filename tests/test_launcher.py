@@ -15,6 +15,7 @@ from ringrun.plan import (
     Host,
     Options,
     PlanError,
+    find_local_mpiexec,
     find_mpiexec,
     plan,
     program_argv,
@@ -292,3 +293,23 @@ def test_main_without_mpiexec_names_the_fix(monkeypatch, capsys, tmp_path):
     assert cli.main(["-np", "2", "echo", "hi"]) == 1
     assert "pip install mpi4py mpich" in capsys.readouterr().err
     assert os.environ.get(CONTROL_VAR) is None
+
+
+def test_a_one_machine_job_keeps_mpi_on_loopback():
+    local = make(2, "train.py")
+    assert local.launch_env["UCX_NET_DEVICES"] == "lo"
+    assert "UCX_NET_DEVICES" not in make(2, "train.py", hosts=[Host("n1", 2)]).launch_env
+    seat = ClusterSeat(first_rank=2, world_size=4, env={"RINGTRAIN_GROUP": "1"})
+    assert "UCX_NET_DEVICES" not in make(2, "train.py", cluster=seat).launch_env
+    mine = make(2, "train.py", environ={"PATH": "/bin", "UCX_NET_DEVICES": "eth1"})
+    assert mine.launch_env["UCX_NET_DEVICES"] == "eth1"         # the user's choice wins
+
+
+def test_a_one_machine_job_is_forked_by_gforker_when_there_is_one(tmp_path):
+    hydra = tmp_path / "mpiexec"
+    hydra.write_text("")
+    assert find_local_mpiexec(str(hydra)) == str(hydra)           # no gforker: hydra
+    gforker = tmp_path / "mpiexec.gforker"
+    gforker.write_text("")
+    gforker.chmod(0o755)
+    assert find_local_mpiexec(str(hydra)) == str(gforker)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import stat
@@ -14,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO, worker_env
 
 # Each rank says it is ready, waits for the go file, then finishes normally.
@@ -138,3 +142,68 @@ def test_junk_on_the_control_socket_neither_crashes_nor_disturbs_the_job(tmp_pat
     assert "ringrun: refused " in count and "connections to the control socket in all" in count
     assert summary.startswith("ringrun: 2 worker(s) finished in "), text
     assert not Path(path).parent.exists()            # the private directory is gone
+
+
+# --- what a single-machine job exposes (issue 12, item 4) -----------------------------------
+
+INIT_THEN_WAIT = ("import os, time, numpy as np, ringtrain as rt\n"
+                  "c = rt.init()\n"
+                  "print('sum', c.allreduce(np.ones(3)).tolist(), flush=True)\n"
+                  "while not os.path.exists(os.environ['GO']):\n"
+                  "    time.sleep(0.05)\n")
+
+
+def _family(pid: int) -> set[int]:
+    """``pid`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        found.add(todo[-1])
+        todo += children.get(todo.pop(), [])
+    return found
+
+
+def _listeners(pids: set[int]) -> list[str]:
+    """``ss -ltnu`` lines of sockets that ``pids`` listen on (TCP) or are bound to (UDP)."""
+    text = subprocess.run(["ss", "-H", "-lntup"], capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+    return [line for line in text.splitlines()
+            if {int(p) for p in re.findall(r"pid=(\d+)", line)} & pids]
+
+
+def _is_loopback(line: str) -> bool:
+    host = line.split()[4].rpartition(":")[0].strip("[]").split("%")[0]
+    return host not in ("*", "0.0.0.0", "::") and ipaddress.ip_address(host).is_loopback
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_a_single_machine_job_listens_on_loopback_only(tmp_path):
+    program = tmp_path / "wait.py"
+    program.write_text(INIT_THEN_WAIT)
+    out = tmp_path / "out"
+    env = worker_env({"GO": str(tmp_path / "go")})
+    env.pop("UCX_NET_DEVICES", None)
+    with open(out, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "ringrun", "-np", "3", str(program)],
+                                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(out, "sum [3.0, 3.0, 3.0]", 3, proc)   # MPI is up in every worker
+        family = _family(proc.pid)
+        assert len(family) >= 4
+        listening = _listeners(family)
+        (tmp_path / "go").touch()
+        assert proc.wait(timeout=60) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    exposed = [line for line in listening if not _is_loopback(line)]
+    assert exposed == [], "\n".join(listening)

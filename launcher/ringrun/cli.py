@@ -15,7 +15,16 @@ import time
 from collections.abc import Mapping, Sequence
 
 from . import __version__
-from .plan import ClusterSeat, Host, Options, Plan, PlanError, find_mpiexec, plan
+from .plan import (
+    ClusterSeat,
+    Host,
+    Options,
+    Plan,
+    PlanError,
+    find_local_mpiexec,
+    find_mpiexec,
+    plan,
+)
 from .protocol import TOKEN_SIZE
 
 USAGE = ("ringrun -np N [-H host:slots,...] [--hostfile F] [--timeout S] [--max-restarts N] "
@@ -306,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             mpiexec = find_mpiexec(python, prefixes=(sys.prefix, sys.base_prefix))
             if mpiexec is not None:
                 check_mpiexec(mpiexec, python)
+                if not options.hosts and seat is None:
+                    mpiexec = find_local_mpiexec(mpiexec)  # listens nowhere
             local = all(is_local(h.name) for h in options.hosts)
             if not ns.dry_run and mpiexec is not None:
                 listener, control, directory = control_listener(

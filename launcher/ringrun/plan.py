@@ -107,6 +107,19 @@ def find_mpiexec(python: str = sys.executable, path: str | None = None,
     return shutil.which("mpiexec", path=path)
 
 
+def find_local_mpiexec(mpiexec: str) -> str:
+    """The launcher for a job whose workers all run on this machine: MPICH's ``gforker``
+    beside ``mpiexec`` (it forks the workers and speaks PMI to them over inherited socket
+    pairs, where hydra's mpiexec listens on every interface), else ``mpiexec`` itself."""
+    gforker = os.path.join(os.path.dirname(mpiexec), "mpiexec.gforker")
+    return gforker if os.access(gforker, os.X_OK) else mpiexec
+
+
+#: Added (unless set already) for a job whose workers all run on this machine: MPI's UCX
+#: transports listen on loopback only (by default they listen on every interface).
+LOOPBACK_ENV = {"UCX_NET_DEVICES": "lo"}
+
+
 def ranks_on_hosts(np: int, hosts: Sequence[Host]) -> list[str]:
     """Host of each rank, filling each host's slots in order (hydra's default placement)."""
     if not hosts:
@@ -154,6 +167,9 @@ def plan(options: Options, environ: Mapping[str, str], *, python: str = sys.exec
     if control is None:
         raise PlanError("a multi-worker plan needs a control address for the worker shims")
     env[CONTROL_VAR] = control
+    if not options.hosts and cluster is None:
+        for name, value in LOOPBACK_ENV.items():
+            env.setdefault(name, value)
     launch = [mpiexec, "-n", str(options.np)]
     if options.hosts:
         launch += ["-hosts", ",".join(str(h) for h in options.hosts)]
