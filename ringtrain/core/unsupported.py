@@ -115,7 +115,8 @@ def missing(module: str, name: str) -> AttributeError:
     message = _TABLE.get(module, {}).get(name)
     if message is None and module == "ringtrain.core.contrib" and not name.startswith("_"):
         message = ("{name} is not part of ringtrain; of tf.contrib only tf.contrib.layers "
-                   "(conv2d, max_pool2d, fully_connected, flatten, dropout, linear) is provided")
+                   "(conv2d, max_pool2d, fully_connected, flatten, dropout, linear) and "
+                   "tf.contrib.rnn (the tf.nn.rnn_cell cells, static_rnn) are provided")
     if message is None:
         return AttributeError(f"module {module!r} has no attribute {name!r}")
     return UnsupportedFeatureError(message.format(name=dotted))

@@ -1,8 +1,8 @@
-"""``tf.contrib``: of TensorFlow's contributed modules only ``tf.contrib.layers`` is provided."""
+"""``tf.contrib``: of TensorFlow's contributed modules, ``layers`` and ``rnn``."""
 
-from . import layers
+from . import layers, rnn
 
-__all__ = ["layers"]
+__all__ = ["layers", "rnn"]
 
 
 def __getattr__(name: str):
