@@ -6,11 +6,13 @@ ringtrain leaves out).
 """
 
 from .checkpoint import Checkpoint, CheckpointManager, latest_checkpoint
+from .checkpoint.saver import Saver, checkpoint_exists, get_checkpoint_state
 from .core import train as _core_train
 from .core.train import *
 from .core.train import __all__ as _core_all
 
-__all__ = ["Checkpoint", "CheckpointManager", "latest_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointManager", "Saver", "checkpoint_exists", "get_checkpoint_state",
+           "latest_checkpoint"]
 __all__ += list(_core_all)
 
 

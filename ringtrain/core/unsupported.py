@@ -53,12 +53,12 @@ _TABLE: dict[str, dict[str, str]] = {
         "Server": _PS,
         "replica_device_setter": _PS,
         "SyncReplicasOptimizer": _PS,
+        "import_meta_graph": "{name} is not supported by ringtrain (tf.train.Saver writes no "
+                             "MetaGraphDef files); build the graph again in Python, then "
+                             "tf.train.Saver().restore(sess, path)",
         "MonitoredTrainingSession": "{name} is not provided by ringtrain; use a tf.Session loop "
                                     "(under MirroredStrategy the chief alone writes "
                                     "checkpoints and summaries)",
-        "Saver": "{name} is not provided by ringtrain; use tf.train.Checkpoint(session=sess) "
-                 "with save(prefix) and restore(path), and tf.train.CheckpointManager to keep "
-                 "the last few",
     },
     "ringtrain.data": {
         "TFRecordDataset": "{name} is not supported by ringtrain (no TFRecord or tf.train.Example "
