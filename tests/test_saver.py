@@ -112,8 +112,8 @@ def test_var_list_names_and_errors_follow_tensorflow(tmp_path):
     with tf.Graph().as_default(), pytest.raises(ValueError, match="No variables to save"):
         tf.train.Saver()
     saved = np.asarray(sess.run(w))
-    sess.run(w.assign(np.zeros((2, 3))))
     with graph.as_default():
+        sess.run(w.assign(np.zeros((2, 3))))
         tf.train.Saver({"renamed": w}).restore(sess, path)
     np.testing.assert_array_equal(sess.run(w), saved)
 
