@@ -12,10 +12,10 @@ _PS = ("{name} belongs to parameter-server training, which ringtrain does not do
        "tf.distribute.MirroredStrategy (machines are described by TF_CONFIG or RINGTRAIN_CONFIG)")
 _NO_MODEL_FILES = ("{name} is not supported by ringtrain (no model export formats); save "
                    "weights with tf.train.Checkpoint or tf.keras Model.save_weights")
-_RECURRENT = ("{name}: recurrent layers are not provided by ringtrain's Keras (it has Dense, "
-              "Conv2D, pooling, Embedding, Dropout, BatchNormalization, Flatten, Reshape); "
-              "for sequences, tf.keras.layers.Embedding then GlobalAveragePooling1D and Dense "
-              "works")
+_RECURRENT = ("{name} is not provided by ringtrain's Keras; its recurrent layers are "
+              "tf.keras.layers.SimpleRNN, GRU and LSTM (RNN(cell) with their cells): for both "
+              "directions run one on the sequence and one with go_backwards=True and join them "
+              "with tf.keras.layers.Concatenate")
 _CUSTOM_GRADIENT = ("{name}: custom gradients are not supported by ringtrain (its gradient "
                     "rules are one table, ringtrain/core/gradients.py); write the function with "
                     "ops that have gradients, and cut a path with tf.stop_gradient")
@@ -75,9 +75,7 @@ _TABLE: dict[str, dict[str, str]] = {
                         "weights are downloaded, and ringtrain fetches nothing at run time; "
                         "build the model from tf.keras.layers",
     },
-    "ringtrain.keras.layers": {name: _RECURRENT for name in (
-        "RNN", "SimpleRNN", "SimpleRNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell",
-        "Bidirectional", "ConvLSTM2D")},
+    "ringtrain.keras.layers": {name: _RECURRENT for name in ("Bidirectional", "ConvLSTM2D")},
     "ringtrain.layers": {
         **{name: "{name} is not provided by ringtrain; tf.layers has dense, conv2d, "
                  "max_pooling2d, average_pooling2d, flatten, dropout and batch_normalization "

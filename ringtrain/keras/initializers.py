@@ -63,6 +63,26 @@ class RandomNormal(Initializer):
         return _rng(self.seed).normal(self.mean, self.stddev, size=shape).astype(dtype)
 
 
+class Orthogonal(Initializer):
+    """``gain`` times a random orthogonal matrix (QR of a normal one, signs fixed so the draw is
+    uniform), over the last axis; Keras's default for recurrent kernels."""
+
+    def __init__(self, gain: float = 1.0, seed: int | None = None):
+        self.gain, self.seed = float(gain), seed
+
+    def __call__(self, shape, dtype="float32"):
+        if len(shape) < 2:
+            raise ValueError(f"the Orthogonal initializer needs a shape of rank 2 or more, got "
+                             f"{tuple(shape)}")
+        rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+        flat = _rng(self.seed).normal(size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(flat)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(dtype)
+
+
 class TruncatedNormal(Initializer):
     """Normal values redrawn until within two standard deviations of the mean."""
 
@@ -128,6 +148,7 @@ _BY_NAME = {
     "truncated_normal": TruncatedNormal, "glorot_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
     "lecun_normal": LecunNormal, "variance_scaling": VarianceScaling,
+    "orthogonal": Orthogonal,
 }
 
 zeros, ones, constant = Zeros, Ones, Constant

@@ -1011,6 +1011,7 @@ _FAMILIES = {
     "merging": ("Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
                 "Subtract", "add", "average", "concatenate", "dot", "maximum", "minimum",
                 "multiply", "subtract"),
+    "recurrent": ("RNN", "SimpleRNN", "SimpleRNNCell", "GRU", "GRUCell", "LSTM", "LSTMCell"),
 }
 
 
