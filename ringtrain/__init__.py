@@ -7,7 +7,7 @@ process group. Nothing here starts MPI, NCCL or CUDA: that happens in ``init()``
 
 import importlib
 
-from . import data, distribute, env, errors, keras, layers
+from . import _tf_imports, data, distribute, env, errors, keras, layers
 from .comm.base import ReduceOp
 from .core import *
 from .core import __all__ as _core_all
@@ -29,6 +29,9 @@ from .world.process_group import (
 # top-level namespace module in place of the core's (from .core import * bound core.train).
 train = importlib.import_module(".train", __name__)
 
+
+# `from ringtrain.contrib.layers import conv2d` and the other TF module paths (_tf_imports.py)
+_tf_imports.install()
 
 # tf.compat.v1 is TensorFlow 1's API, which is what ringtrain speaks.
 compat.v1 = importlib.import_module(__name__)

@@ -72,7 +72,8 @@ def __getattr__(name: str) -> Any:
     if name in ("Summary", "Event"):
         from tensorboard.compat.proto import event_pb2, summary_pb2
         return summary_pb2.Summary if name == "Summary" else event_pb2.Event
-    raise AttributeError(f"module 'tf.summary' has no attribute {name!r}")
+    from .unsupported import missing
+    raise missing(__name__, name)
 
 
 class FileWriter:

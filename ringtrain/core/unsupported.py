@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from ..errors import UnsupportedFeatureError
 
 _EAGER = ("{name}: eager execution is not supported by ringtrain, which builds TF1 graphs. "
@@ -100,21 +103,77 @@ _TABLE: dict[str, dict[str, str]] = {
 }
 
 # Public names of the modules, as a TensorFlow program spells them.
-_TF_NAMES = {"ringtrain": "tf", "ringtrain.core.train": "tf.train", "ringtrain.data": "tf.data",
-             "ringtrain.keras": "tf.keras", "ringtrain.keras.layers": "tf.keras.layers",
-             "ringtrain.core.contrib": "tf.contrib",
-             "ringtrain.core.compat": "tf.compat", "ringtrain.layers": "tf.layers"}
+TF_NAMES = {"ringtrain": "tf", "ringtrain.train": "tf.train", "ringtrain.core.train": "tf.train",
+             "ringtrain.data": "tf.data", "ringtrain.keras": "tf.keras",
+             "ringtrain.keras.layers": "tf.keras.layers", "ringtrain.core.contrib": "tf.contrib",
+             "ringtrain.core.compat": "tf.compat", "ringtrain.layers": "tf.layers",
+             "ringtrain.core.nn": "tf.nn", "ringtrain.core.rnn_cell": "tf.nn.rnn_cell",
+             "ringtrain.core.metrics": "tf.metrics", "ringtrain.core.random": "tf.random",
+             "ringtrain.core.summary": "tf.summary"}
+
+
+# TensorFlow 1.15's top-level modules (tf.image, tf.strings...).
+_TF1_MODULES = frozenset((
+    "app", "audio", "autograph", "bitwise", "compat", "config", "data", "debugging",
+    "distribute", "distributions", "dtypes", "errors", "estimator", "experimental",
+    "feature_column", "flags", "gfile", "graph_util", "image", "initializers", "io", "keras",
+    "layers", "linalg", "lite", "logging", "lookup", "losses", "manip", "math", "metrics",
+    "nest", "nn", "profiler", "python_io", "pywrap_tensorflow", "quantization", "queue",
+    "ragged", "random", "raw_ops", "resource_loader", "saved_model", "sets", "signal", "sparse",
+    "spectral", "strings", "summary", "sysconfig", "test", "tpu", "train", "user_ops",
+    "version", "xla",
+))
+
+
+@functools.cache
+def tf1_api() -> frozenset[str]:
+    """TensorFlow 1.15's public names, dotted as a program spells them ('tf.nn.conv1d'); the
+    list and its sources are in tf1_api.txt."""
+    text = (Path(__file__).with_name("tf1_api.txt")).read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines()
+                     if line.strip() and not line.startswith("#"))
+
+
+def _generic_alternative(dotted: str) -> str:
+    """The alternative named for a TensorFlow 1.15 name without a message of its own."""
+    parts = dotted.split(".")
+    leaf = parts[-1]
+    if len(parts) == 2 and leaf in _TF1_MODULES:
+        return ("{name} (a TensorFlow module) is not provided by ringtrain; write the "
+                "computation with the ops ringtrain has, run NumPy code in the graph with "
+                "tf.py_func / tf.numpy_function, or prepare data in NumPy before tf.data")
+    if "Queue" in leaf or "Reader" in leaf or leaf.endswith(("_producer", "queue_runners")) \
+            or "batch" in leaf and parts[1] == "train":
+        return ("{name} (queue-based input) is not provided by ringtrain; use tf.data "
+                "(Dataset.from_tensor_slices, batch, shuffle, make_one_shot_iterator)")
+    if leaf.endswith("Hook") or "Session" in leaf and parts[1] == "train" or leaf in (
+            "Scaffold", "Supervisor", "Coordinator", "LooperThread"):
+        return ("{name} is not provided by ringtrain; use a tf.Session loop, with "
+                "tf.train.Checkpoint / tf.train.CheckpointManager for checkpoints")
+    if leaf.endswith("Optimizer"):
+        return ("{name} is not provided by ringtrain; tf.train has GradientDescent, Momentum, "
+                "Adagrad, AdagradDA, Adadelta, Adam and RMSProp")
+    if "sparse" in leaf.lower() or leaf.startswith("Sparse"):
+        return ("{name} (sparse tensors) is not provided by ringtrain; use dense tensors "
+                "(tf.gather / tf.one_hot / tf.where)")
+    if parts[1] in ("metrics", "layers", "losses", "nn", "random", "initializers", "summary"):
+        return ("{name} is not provided by ringtrain; write it from the tf and tf.nn ops "
+                "ringtrain has, or compute it in NumPy inside the graph with tf.py_func")
+    return ("{name} is not provided by ringtrain; write it with the ops ringtrain has, or run "
+            "NumPy code in the graph with tf.py_func / tf.numpy_function")
 
 
 def missing(module: str, name: str) -> AttributeError:
     """The error for ``module.name``: a message naming the alternative when the name is a
-    TensorFlow API ringtrain leaves out, else Python's usual AttributeError."""
-    dotted = f"{_TF_NAMES.get(module, module)}.{name}"
+    TensorFlow 1.15 API ringtrain leaves out, else Python's usual AttributeError."""
+    dotted = f"{TF_NAMES.get(module, module)}.{name}"
     message = _TABLE.get(module, {}).get(name)
     if message is None and module == "ringtrain.core.contrib" and not name.startswith("_"):
         message = ("{name} is not part of ringtrain; of tf.contrib only tf.contrib.layers "
                    "(conv2d, max_pool2d, fully_connected, flatten, dropout, linear) and "
                    "tf.contrib.rnn (the tf.nn.rnn_cell cells, static_rnn) are provided")
+    if message is None and dotted in tf1_api():
+        message = _generic_alternative(dotted)
     if message is None:
         return AttributeError(f"module {module!r} has no attribute {name!r}")
     return UnsupportedFeatureError(message.format(name=dotted))
