@@ -263,7 +263,7 @@ GRADIENTS: dict[str, Callable | None] = {
         "Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
         "LogicalOr", "LogicalNot", "ArgMax", "ArgMin", "Shape", "Size", "Rank", "OneHot",
         "ZerosLike", "OnesLike", "Range", "Where", "FloorDiv", "FloorMod", "TruncateDiv",
-        "TruncateMod", "Any", "All", "Multinomial",
+        "TruncateMod", "Any", "All", "Multinomial", "CandidateSampler",
         "RandomStandardNormal", "RandomUniform", "RandomUniformInt", "TruncatedNormal",
         "RandomShuffle", "Assign", "AssignAdd", "AssignSub", "PyFunc", "ScalarSummary",
         "HistogramSummary", "MergeSummary", "NoOp")},

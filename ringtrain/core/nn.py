@@ -6,6 +6,12 @@ The ops and their kernels are in ``ringtrain/core/ops/nn.py`` and the recurrent 
 """
 
 from . import rnn_cell
+from .ops.candidates import (
+    log_uniform_candidate_sampler,
+    nce_loss,
+    sampled_softmax_loss,
+    uniform_candidate_sampler,
+)
 from .ops.nn import *
 from .rnn import dynamic_rnn, static_rnn
 
@@ -24,12 +30,15 @@ __all__ = [
     "l2_normalize",
     "leaky_relu",
     "log_softmax",
+    "log_uniform_candidate_sampler",
     "max_pool",
     "max_pool2d",
     "moments",
+    "nce_loss",
     "relu",
     "relu6",
     "rnn_cell",
+    "sampled_softmax_loss",
     "scale_regularization_loss",
     "sigmoid",
     "sigmoid_cross_entropy_with_logits",
@@ -40,6 +49,7 @@ __all__ = [
     "sparse_softmax_cross_entropy_with_logits",
     "static_rnn",
     "tanh",
+    "uniform_candidate_sampler",
     "xw_plus_b",
 ]
 
