@@ -26,6 +26,15 @@ from .dtypes import (
 from .dtypes import (
     bool_ as bool,
 )
+from .eager import (
+    GradientTape,
+    UnconnectedGradients,
+    disable_eager_execution,
+    disable_v2_behavior,
+    enable_eager_execution,
+    enable_v2_behavior,
+    function,
+)
 from .gradients import gradients
 from .graph import (
     DeviceSpec,
@@ -199,6 +208,7 @@ __all__ = [
     "DType",
     "DeviceSpec",
     "GPUOptions",
+    "GradientTape",
     "Graph",
     "GraphKeys",
     "InteractiveSession",
@@ -208,6 +218,7 @@ __all__ = [
     "Session",
     "Tensor",
     "TensorShape",
+    "UnconnectedGradients",
     "Variable",
     "VariableScope",
     "abs",
@@ -241,10 +252,14 @@ __all__ = [
     "convert_to_tensor",
     "cos",
     "device",
+    "disable_eager_execution",
+    "disable_v2_behavior",
     "div",
     "div_no_nan",
     "divide",
     "double",
+    "enable_eager_execution",
+    "enable_v2_behavior",
     "equal",
     "executing_eagerly",
     "exp",
@@ -256,6 +271,7 @@ __all__ = [
     "floor",
     "floor_div",
     "floordiv",
+    "function",
     "gather",
     "get_collection",
     "get_collection_ref",

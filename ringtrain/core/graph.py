@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
 from . import dtypes as _dt
 
 # --- shapes ------------------------------------------------------------------------------------
@@ -157,6 +159,10 @@ def unknown_shape() -> TensorShape:
 
 # --- tensors and operations --------------------------------------------------------------------
 
+class GraphBoolError(TypeError):
+    """A graph tensor used as a Python bool (tf.function then runs the function eagerly)."""
+
+
 class Tensor:
     """A symbolic output of an Operation; its value exists only inside ``Session.run``."""
 
@@ -217,20 +223,45 @@ class Tensor:
         from .session import _session_for
         return _session_for(session, self.graph).run(self, feed_dict)
 
+    # A tensor of the eager context (an EagerTensor, or a Variable created eagerly) has a
+    # value; the methods below then behave as TensorFlow 2's EagerTensor (see eager.py).
+    def numpy(self) -> Any:
+        """The value as a NumPy array (eager tensors); graph tensors raise."""
+        if self._op._graph._eager:
+            return self._op._graph._numpy(self)
+        from .unsupported import missing
+        raise missing("ringtrain", "Tensor.numpy")
+
     def __array__(self, dtype: Any = None, copy: Any = None):
+        if self._op._graph._eager:
+            value = np.asarray(self._op._graph._numpy(self))
+            return value if dtype is None else value.astype(dtype, copy=False)
         raise TypeError(f"cannot convert the symbolic Tensor {self.name!r} to a NumPy array: its "
                         f"value only exists in Session.run; run it (sess.run(t) or t.eval()) "
                         f"first")
 
-    @property
-    def numpy(self) -> Any:
-        # Eager tensors have .numpy(); a graph tensor has no value outside Session.run.
-        from .unsupported import missing
-        raise missing("ringtrain", "Tensor.numpy")
-
     def __bool__(self) -> bool:
-        raise TypeError("using a Tensor as a Python bool is not allowed: its value only exists "
-                        "in Session.run; use tf.cond/tf.where, or run it and test the result")
+        if self._op._graph._eager:
+            return bool(self.numpy())
+        raise GraphBoolError("using a Tensor as a Python bool is not allowed: its value only "
+                             "exists in Session.run; use tf.cond/tf.where, or run it and test "
+                             "the result")
+
+    def __float__(self) -> float:
+        return float(self.numpy())
+
+    def __int__(self) -> int:
+        return int(self.numpy())
+
+    def __index__(self) -> int:
+        if self._op._graph._eager and self._dtype.is_integer:
+            return int(self.numpy())
+        raise TypeError(f"only integer eager tensors can be used as an index, not {self!r}")
+
+    def __format__(self, spec: str) -> str:
+        if self._op._graph._eager and spec:
+            return format(self.numpy(), spec)
+        return str(self)
 
     def __iter__(self) -> Iterator:
         shape = self._shape
@@ -248,10 +279,17 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
+        if self._op._graph._eager:
+            value = self.numpy()
+            shown = repr(value.item()) if np.ndim(value) == 0 else repr(np.asarray(value))
+            return f"<tf.Tensor: shape={self._shape}, dtype={self._dtype.name}, numpy={shown}>"
         dev = f", device={self._op._device}" if self._op._device else ""
         return f'<tf.Tensor "{self.name}" shape={self._shape} dtype={self._dtype.name}{dev}>'
 
     def __str__(self) -> str:
+        if self._op._graph._eager:
+            return (f"tf.Tensor(\n{self.numpy()}, shape={self._shape}, "
+                    f"dtype={self._dtype.name})")
         dev = f", device={self._op._device}" if self._op._device else ""
         return f'Tensor("{self.name}", shape={self._shape}, dtype={self._dtype.name}{dev})'
 
@@ -370,7 +408,10 @@ class DeviceSpec:
 
     @classmethod
     def from_string(cls, spec: str) -> DeviceSpec:
-        m = _DEVICE_RE.match(spec.strip())
+        spec = spec.strip()
+        if spec and not spec.startswith("/"):
+            spec = "/" + spec  # TensorFlow also accepts "CPU:0", "GPU:1", "device:GPU:0"
+        m = _DEVICE_RE.match(spec)
         if not m:
             raise ValueError(f"malformed device specification {spec!r}; expected e.g. '/cpu:0', "
                              f"'/gpu:1', '/device:GPU:0' or '/job:worker/task:0'")
@@ -450,6 +491,15 @@ _VALID_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
 class Graph:
     """A TF1 data-flow graph: operations in creation order (a valid topological order)."""
 
+    # Subclasses in eager.py: the eager context (runs each op at once) and FuncGraph (a traced
+    # tf.function, which reads the eager context's variables).
+    _eager = False
+
+    @property
+    def _variable_home(self) -> Graph:
+        """The graph whose variables ops of this graph read (a tf.function's: the eager one)."""
+        return self
+
     def __init__(self):
         self._ops: list[Operation] = []
         self._ops_by_name: dict[str, Operation] = {}
@@ -467,6 +517,7 @@ class Graph:
         self._root_var_scope: Any = None
         self._creator_stack: list = []        # variable_creator_scope creators, outermost first
         self._lock = threading.RLock()
+        self._captured_constants: dict[int, tuple] = {}  # id(eager tensor) -> (it, Const)
 
     # -- ops --
     def _create_op(self, op_type: str, inputs: Iterable[Tensor], attrs: dict | None,
@@ -479,9 +530,9 @@ class Graph:
         for t in inputs:
             if not isinstance(t, Tensor):
                 raise TypeError(f"input to {op_type} must be a Tensor, got {t!r}")
-            if t._op._graph is not self:
-                raise ValueError(f"Tensor {t.name!r} must be from the same graph as the "
-                                 f"{op_type} op being created; build everything in one graph")
+        if any(t._op._graph is not self for t in inputs):
+            inputs = tuple(t if t._op._graph is self else self._foreign_input(t, op_type)
+                           for t in inputs)
         with self._lock:
             if absolute_name:
                 full = self._unique_absolute(name)
@@ -501,6 +552,26 @@ class Graph:
             self._ops.append(op)
             self._ops_by_name[full] = op
         return op
+
+    def _foreign_input(self, t: Tensor, op_type: str) -> Tensor:
+        """The tensor standing for ``t``, which belongs to another graph, in this one: an
+        eager tensor becomes a constant (its value is fixed); anything else is an error."""
+        if t._op._graph._eager and hasattr(t, "_value"):
+            captured = self._captured_constants.get(id(t))
+            if captured is None:
+                value = np.asarray(t._value)
+                with self.control_dependencies(None):
+                    const = self._create_op("Const", (), {"value": value}, "captured",
+                                            [(t._dtype, value.shape)])._outputs[0]
+                captured = self._captured_constants[id(t)] = (t, const)  # keeps id(t) unique
+            return captured[1]
+        if t._op._graph._eager:
+            raise ValueError(f"the eagerly created variable {t.name!r} cannot be used in a "
+                             f"tf.Graph (its value lives in the eager context); create it "
+                             f"inside the graph, or use a tf.function to build graphs that "
+                             f"use it")
+        raise ValueError(f"Tensor {t.name!r} must be from the same graph as the {op_type} op "
+                         f"being created; build everything in one graph")
 
     def _unique_absolute(self, name: str) -> str:
         """An exact name (a scope's own name, reserved by name_scope); uniquified on clashes."""
@@ -731,15 +802,25 @@ def _graph_stack() -> list[Graph]:
     return stack
 
 
+# The eager context (eager.py's EagerContext) once tf.enable_eager_execution() was called: it
+# then replaces the global default graph, so ops outside every as_default() block run at once.
+_eager_context: list = [None]
+
+
 def get_default_graph() -> Graph:
-    """The graph new operations go into: the innermost ``as_default()`` one, else the global one."""
+    """The graph new operations go into: the innermost ``as_default()`` one, else the global one
+    (the eager context when eager execution is enabled)."""
     stack = _graph_stack()
-    return stack[-1] if stack else _default_graph
+    if stack:
+        return stack[-1]
+    eager = _eager_context[0]
+    return eager if eager is not None else _default_graph
 
 
 def executing_eagerly() -> bool:
-    """False: ringtrain always builds graphs and runs them in a Session."""
-    return False
+    """True where ops run at once: eager execution enabled, outside every ``Graph.as_default()``
+    block and every ``tf.function`` being traced."""
+    return get_default_graph()._eager
 
 
 def reset_default_graph() -> None:

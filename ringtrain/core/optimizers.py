@@ -95,7 +95,8 @@ class Optimizer:
             apply = self._finish(updates, scope[:-1].rsplit("/", 1)[-1])
         if global_step is None:
             return apply
-        with graph.control_dependencies([apply]):
+        # apply.graph: a tf.function's graph holds the update, its variables are eager
+        with apply.graph.control_dependencies([apply]):
             return global_step.assign_add(_ops.constant(1, global_step.dtype),
                                           name=name or self._name).op
 
@@ -164,7 +165,7 @@ class Optimizer:
         return self._non_slots[key]
 
     def _get_non_slot_variable(self, name: str, graph: Any = None) -> Variable | None:
-        return self._non_slots.get((name, graph or get_default_graph()))
+        return self._non_slots.get((name, (graph or get_default_graph())._variable_home))
 
     # -- per-optimizer parts --
     def _create_slots(self, var_list: list[Variable]) -> None:
@@ -182,8 +183,9 @@ class Optimizer:
     def _hyper(self, value: Any, dtype: _dt.DType, name: str) -> Tensor:
         """A hyper-parameter as a scalar tensor of ``dtype`` (cached per dtype)."""
         cache = self.__dict__.setdefault("_hyper_cache", {})
-        key = (name, dtype, get_default_graph())
-        if key not in cache:
+        graph = get_default_graph()
+        key = (name, dtype, graph)
+        if key not in cache or graph._eager:  # eagerly, a value read now is stale later
             if callable(value) and not isinstance(value, Tensor):
                 value = value()
             if isinstance(value, Tensor):

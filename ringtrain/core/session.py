@@ -226,7 +226,10 @@ class Session:
             raise TypeError(f"Session(graph=...) needs a tf.Graph, got {type(graph).__name__}")
         self._graph = graph if graph is not None else get_default_graph()
         self._config = config or ConfigProto()
-        self._rt = _Runtime(np)
+        # A tf.function's graph runs on the eager context's runtime: its variables are the
+        # eager ones (eager.py).
+        shared = getattr(self._graph, "_shared_runtime", None)
+        self._rt = shared if shared is not None else _Runtime(np)
         self._plans: dict = {}
         self._closed = False
         self._default_ctx: list = []
@@ -261,8 +264,9 @@ class Session:
     def close(self) -> None:
         self._closed = True
         self._plans.clear()
-        self._rt.store = []
-        self._rt.persistent = set()
+        if getattr(self._graph, "_shared_runtime", None) is not self._rt:
+            self._rt.store = []
+            self._rt.persistent = set()
 
     # -- running --
     def run(self, fetches: Any, feed_dict: dict | None = None, options: Any = None,

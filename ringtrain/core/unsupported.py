@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..errors import UnsupportedFeatureError
 
-_EAGER = ("{name}: eager execution is not supported by ringtrain, which builds TF1 graphs. "
-          "Build the graph and run it in a tf.Session (sess.run(t) or t.eval()); "
-          "tf.gradients(ys, xs) gives symbolic gradients")
+_EAGER = ("{name}: a graph tensor has no value outside Session.run; run it (sess.run(t) or "
+          "t.eval()), or enable eager execution (tf.enable_eager_execution() at program start, "
+          "or `import ringtrain.v2 as tf`) to get tensors with values")
 _PS = ("{name} belongs to parameter-server training, which ringtrain does not do: it trains "
        "with a ring all-reduce. Start every worker with `ringrun -np N train.py` and use "
        "tf.distribute.MirroredStrategy (machines are described by TF_CONFIG or RINGTRAIN_CONFIG)")
@@ -31,13 +31,11 @@ _TABLE: dict[str, dict[str, str]] = {
         "feature_column": "tf.feature_column is not supported by ringtrain (it feeds "
                           "tf.estimator); give tf.keras or a Session NumPy arrays, or a "
                           "tf.data.Dataset of them",
-        "enable_eager_execution": _EAGER,
-        "enable_v2_behavior": _EAGER,
-        "GradientTape": _EAGER,
-        "function": _EAGER + "; in graph mode call the Python function directly: its ops join "
-                             "the graph",
-        "autograph": _EAGER,
-        "py_function": _EAGER + "; tf.py_func and tf.numpy_function run Python code in a graph",
+        "autograph": "tf.autograph is not supported by ringtrain: tf.function traces the "
+                     "Python function as written, so Python `if`/`while` on a tensor's value "
+                     "needs tf.cond / tf.where, or a Python loop with a fixed count",
+        "py_function": "tf.py_function is not provided by ringtrain; tf.py_func and "
+                       "tf.numpy_function run Python code on NumPy values in a graph or eagerly",
         "while_loop": "tf.while_loop is not supported by ringtrain's graph core; unroll the "
                       "loop in Python, or use tf.cond / tf.where for data-dependent choices",
         "RegisterGradient": _CUSTOM_GRADIENT,
@@ -50,6 +48,8 @@ _TABLE: dict[str, dict[str, str]] = {
         "saved_model": _NO_MODEL_FILES,
         "lite": _NO_MODEL_FILES,
         "Tensor.numpy": _EAGER,
+        "GradientTape.jacobian": "{name} is not provided by ringtrain; compute the gradient of "
+                                 "each output element with a persistent tape",
     },
     "ringtrain.core.train": {
         "ClusterSpec": _PS,
@@ -92,11 +92,15 @@ _TABLE: dict[str, dict[str, str]] = {
                         "AveragePooling3D", "InputSpec", "experimental")},
     },
     "ringtrain.core.compat": {
-        "v2": "{name} is TensorFlow 2's API, which ringtrain does not provide: it speaks "
-              "TensorFlow 1's, so use tf.compat.v1 (the same as `import ringtrain as tf`)",
+        "v2": "{name} is not provided by ringtrain: `import ringtrain as tf` (the same as "
+              "tf.compat.v1) speaks TensorFlow 1's API, and `import ringtrain.v2 as tf` "
+              "TensorFlow 2's (eager execution, tf.function, GradientTape)",
+    },
+    "ringtrain.core.contrib.eager": {
+        "Iterator": "{name} is not provided by ringtrain; iterate a tf.data.Dataset "
+                    "directly in eager mode (for x in dataset)",
     },
     "ringtrain.core.contrib": {
-        "eager": _EAGER,
         "learn": "tf.contrib.learn is not supported by ringtrain; use tf.keras or a tf.Session "
                  "training loop",
     },
@@ -109,7 +113,8 @@ TF_NAMES = {"ringtrain": "tf", "ringtrain.train": "tf.train", "ringtrain.core.tr
              "ringtrain.core.compat": "tf.compat", "ringtrain.layers": "tf.layers",
              "ringtrain.core.nn": "tf.nn", "ringtrain.core.rnn_cell": "tf.nn.rnn_cell",
              "ringtrain.core.metrics": "tf.metrics", "ringtrain.core.random": "tf.random",
-             "ringtrain.core.summary": "tf.summary"}
+             "ringtrain.core.summary": "tf.summary",
+             "ringtrain.core.contrib.eager": "tf.contrib.eager"}
 
 
 # TensorFlow 1.15's top-level modules (tf.image, tf.strings...).

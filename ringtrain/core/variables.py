@@ -220,6 +220,15 @@ class _VariableMeta(type):
         if cls is not Variable:
             return super().__call__(*args, **kwargs)
         g = get_default_graph()
+        home = g._variable_home
+        if home is not g:  # tracing a tf.function: the variable lives in the eager context
+            initial = args[0] if args else kwargs.get("initial_value")
+            if isinstance(initial, Tensor) and not initial.graph._eager:
+                raise ValueError("a tf.Variable created inside a tf.function needs an initial "
+                                 "value that does not depend on the function's tensors: pass "
+                                 "a NumPy value or a callable, or create it outside")
+            with home.as_default():
+                return cls(*args, **kwargs)
         creators = list(g._creator_stack)
         if not creators:
             return super().__call__(*args, **kwargs)
@@ -337,6 +346,7 @@ class Variable(Tensor, metaclass=_VariableMeta):
                read_value: bool = True) -> Tensor:
         value = _ops.convert_to_tensor(value, dtype=self.dtype) if not isinstance(value, Tensor) \
             else value
+        self._check_same_home(value)
         if value.dtype != self.dtype:
             raise TypeError(f"cannot assign a {value.dtype.name} value to variable "
                             f"{self._op.name!r} of dtype {self.dtype.name}")
@@ -348,8 +358,19 @@ class Variable(Tensor, metaclass=_VariableMeta):
                       {"index": self._index, "var_name": self._op.name,
                        "validate_shape": True, "shape": static})
 
+    def _check_same_home(self, value: Tensor) -> None:
+        # The update op goes where its value is; it must be a graph holding this variable
+        # (its own, or a tf.function's graph of the eager context that holds it).
+        target = _ops._graph_of(value)
+        if target._variable_home is not self._op._graph:
+            where = "eagerly created" if self._op._graph._eager else "graph"
+            raise ValueError(f"the {where} variable {self.name!r} cannot be updated from "
+                             f"another graph; update it where it was created (eagerly, or in "
+                             f"a tf.function)")
+
     def _update(self, op_type: str, value: Any, name: str | None) -> Tensor:
         value = value if isinstance(value, Tensor) else _ops.constant(value, self.dtype)
+        self._check_same_home(value)
         if value.dtype != self.dtype:
             raise TypeError(f"{op_type}: value dtype {value.dtype.name} does not match variable "
                             f"{self._op.name!r} ({self.dtype.name})")
@@ -386,7 +407,11 @@ class Variable(Tensor, metaclass=_VariableMeta):
         self.load(np.asarray(value), session_holding(self.graph))
 
     def __repr__(self) -> str:
-        return f"<tf.Variable '{self.name}' shape={self._shape} dtype={self.dtype.name}>"
+        value = ""
+        if self.graph._eager:
+            array = self.numpy()
+            value = f", numpy={array.item()!r}" if array.ndim == 0 else f", numpy={array!r}"
+        return f"<tf.Variable '{self.name}' shape={self._shape} dtype={self.dtype.name}{value}>"
 
     __str__ = __repr__
     __hash__ = Tensor.__hash__

@@ -164,6 +164,13 @@ class StrategyExtended:
         return self.num_workers
 
     @property
+    def sums_gradients(self) -> bool:
+        """Whether apply_gradients sums the replicas' gradients: inside ``strategy.run``
+        (TensorFlow 2's custom loop, whose loss is divided by the global batch size, e.g. by
+        ``tf.nn.compute_average_loss``); elsewhere they are averaged."""
+        return bool(_replica_stack())
+
+    @property
     def is_chief(self) -> bool:
         return True
 
@@ -261,14 +268,17 @@ class StrategyExtended:
             return {k: float("nan") for k in keys}
         return {k: float(total[i] / total[-1]) for i, k in enumerate(keys)}
 
-    def reduce_gradient_arrays(self, arrays: list) -> list:
+    def reduce_gradient_arrays(self, arrays: list, summed: bool = False) -> list:
         """Gradients (same order on every rank) averaged so the result equals the gradient of
-        the global batch's mean loss, with uneven slices weighted by their row counts."""
+        the global batch's mean loss, with uneven slices weighted by their row counts; or
+        just ``summed`` (the loss was already scaled by the global batch size)."""
         if not arrays:
             return []
         start = time.perf_counter()
         weight = self._batch_weight
-        if weight is None:
+        if summed:
+            reduced = self.batch_allreduce(list(arrays), ReduceOp.SUM)
+        elif weight is None:
             reduced = self.batch_allreduce(list(arrays), ReduceOp.AVG)
         else:
             scaled = [np.zeros_like(a) if weight == 0 else np.multiply(a, weight, dtype=a.dtype)
@@ -367,7 +377,11 @@ class MirroredExtended(StrategyExtended):
     def aggregate_gradients(self, grads_and_vars):
         """Gradients averaged across workers by one op that all-reduces them in fusion
         buckets, ordered by variable name (the same on every worker, whatever the order of
-        ``grads_and_vars`` or of readiness)."""
+        ``grads_and_vars`` or of readiness).
+
+        Inside ``strategy.run`` (TensorFlow 2's custom training loop) they are summed
+        instead, as TensorFlow does there: the loss is already divided by the global batch
+        size (``tf.nn.compute_average_loss``)."""
         pairs = list(grads_and_vars)
         live = [(i, g, v) for i, (g, v) in enumerate(pairs) if g is not None]
         if not live or self.num_workers == 1:
@@ -379,7 +393,8 @@ class MirroredExtended(StrategyExtended):
                              "sum them first (one gradient per variable)")
         live = [item for _, item in sorted(zip(names, live), key=lambda t: t[0])]
         grads = [_dense(g) for _, g, _ in live]
-        reduced = _graph_py_op(lambda *arrays: self.reduce_gradient_arrays(list(arrays)),
+        summed = self.sums_gradients
+        reduced = _graph_py_op(lambda *arrays: self.reduce_gradient_arrays(list(arrays), summed),
                                grads, grads, "AllReduceGradients")
         out = list(pairs)
         for (i, _, v), g in zip(live, reduced):

@@ -132,6 +132,14 @@ def batch_set_value(variables: list, values: list) -> None:
     for var, value in zip(variables, values):
         by_graph.setdefault(var.graph, []).append((var, value))
     for graph, pairs in by_graph.items():
+        if graph._eager:  # eager variables hold their values: assign them directly
+            for var, value in pairs:
+                value = np.asarray(value)
+                if value.shape != tuple(var.shape.as_list()):
+                    raise ValueError(f"cannot assign a value of shape {value.shape} to weight "
+                                     f"{var.name!r} of shape {tuple(var.shape.as_list())}")
+                var.assign(value.astype(var.dtype.as_numpy_dtype, copy=False))
+            continue
         st = _state(graph)
         ops, feed = [], {}
         for var, value in pairs:
@@ -160,6 +168,10 @@ def batch_get_value(variables: list) -> list:
     for i, var in enumerate(variables):
         by_graph.setdefault(var.graph, []).append(i)
     for graph, idx in by_graph.items():
+        if graph._eager:
+            for i in idx:
+                out[i] = variables[i].numpy()
+            continue
         chosen = [variables[i] for i in idx]
         initialize_variables(chosen, graph)
         values = get_session(graph).run(chosen)

@@ -403,10 +403,21 @@ class Layer:
         if any(_is_tensor(x) or isinstance(x, KerasTensor) for x in flat):
             raise TypeError(f"layer {self.name!r} got a mix of graph tensors, Keras tensors and "
                             f"NumPy data; pass one kind")
+        if core.executing_eagerly():  # TF2: NumPy data becomes eager tensors, the result too
+            tensors = map_structure(self._as_eager_tensor, inputs)
+            return self._graph_call(tensors, core.get_default_graph(), args, kwargs)
         return self._numpy_call(inputs, args, kwargs)
 
+    def _as_eager_tensor(self, value: Any) -> Any:
+        array = np.asarray(value)
+        dtype = _feed_dtype(array, self._dtype or backend.floatx())
+        return core.convert_to_tensor(array.astype(dtype, copy=False))
+
     def _graph_call(self, inputs: Any, graph: Any, args: tuple, kwargs: dict) -> Any:
-        if self._graph is not None and self._graph is not graph and self.built:
+        if getattr(inputs, "_op", None) is not None and inputs.graph._eager:
+            graph = core.get_default_graph()  # eager tensors in a tf.function: traced there
+        home = graph._variable_home  # a tf.function's graph uses the eager context's weights
+        if self._graph is not None and self._graph is not home and self.built:
             raise ValueError(f"layer {self.name!r} was built in another graph; a layer's "
                              f"weights live in one graph, so create a new layer for this one")
         ctx = current_context()
@@ -417,7 +428,7 @@ class Layer:
             kwargs["training"] = ctx.training if ctx is not None else False
         with graph.as_default():
             if not self.built:
-                self._graph = graph
+                self._graph = home
                 input_shape = map_structure(_static_shape, inputs) if is_nested(inputs) else (
                     [_static_shape(x) for x in inputs] if isinstance(inputs, list)
                     else _static_shape(inputs))

@@ -131,6 +131,8 @@ class Loss:
         return self.fn(y_true, y_pred, **self._kwargs)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        y_pred = core.convert_to_tensor(y_pred)  # NumPy data too (TensorFlow 2 allows it)
+        y_true = core.convert_to_tensor(y_true)
         per = self.call(y_true, y_pred)
         if sample_weight is not None:
             per = per * sample_weight

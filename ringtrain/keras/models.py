@@ -79,7 +79,9 @@ class Model(Trainer, Layer):
     @property
     def graph(self) -> Any:
         if self._own_graph is None:
-            graph = core.Graph()
+            # Eagerly, fit/evaluate/predict run a graph traced on the eager variables.
+            graph = core.eager.FuncGraph(core.get_default_graph(), self.name) \
+                if core.executing_eagerly() else core.Graph()
             # Random ops (dropout) follow tf.keras.utils.set_random_seed / tf.set_random_seed.
             seed = backend.random_seed()
             graph.seed = seed if seed is not None else core.get_default_graph().seed
@@ -275,7 +277,7 @@ class Model(Trainer, Layer):
         super().set_weights(weights)
 
     def _ensure_weights(self) -> None:
-        if self._infer_out is None:
+        if self._infer_out is None and not (self.built and self.weights):  # built eagerly
             if self._declares_input():
                 self._ensure_built(None)
             else:

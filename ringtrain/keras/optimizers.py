@@ -9,6 +9,7 @@ zero-initialised mean square.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ class Optimizer:
     def _build(self, graph: Any) -> Any:
         """Create (once) the core optimizer for ``graph``; call inside the graph's scope."""
         if self._core is not None:
-            if self._lr_var.graph is not graph:
+            if self._lr_var.graph is not graph._variable_home:
                 raise ValueError(f"optimizer {self.name!r} is already used by another model; "
                                  f"give each model its own optimizer object")
             return self._core
@@ -77,6 +78,43 @@ class Optimizer:
 
     def _make(self, lr: Any) -> Any:
         raise NotImplementedError
+
+    # -- TensorFlow 2's custom training loop --
+    def apply_gradients(self, grads_and_vars: Any, name: str | None = None, **_: Any) -> Any:
+        """Update the variables with their gradients (eagerly, or inside a tf.function) and
+        count the step in ``iterations``. Under a distribution strategy the gradients are
+        all-reduced first (summed across replicas inside ``strategy.run``, as TensorFlow)."""
+        pairs = list(grads_and_vars)
+        if not pairs:
+            raise ValueError("apply_gradients got no (gradient, variable) pairs")
+        home = pairs[0][1].graph
+        with home.as_default():  # state is created eagerly, also while tracing a tf.function
+            opt = self._build(home)
+            done = self.__dict__.setdefault("_has_slots", set())
+            fresh = [v for g, v in pairs if g is not None and id(v) not in done]
+            if fresh:
+                with home.control_dependencies(None):
+                    opt._create_slots(fresh)
+                for var, value in self._after_minimize(fresh):
+                    var.assign(np.full(var.shape.as_list(), value, var.dtype.as_numpy_dtype))
+                done.update(id(v) for v in fresh)
+        apply = opt.apply_gradients(pairs, name=name)
+        self.iterations.assign_add(core.constant(1, core.int64))
+        return apply
+
+    def minimize(self, loss: Any, var_list: Any, tape: Any = None) -> Any:
+        """``apply_gradients`` of the gradients of ``loss`` (a callable when eager, recorded
+        on ``tape`` or a new one) with respect to ``var_list``."""
+        var_list = list(var_list() if callable(var_list) else var_list)
+        if callable(loss):
+            from ..core.eager import GradientTape
+            recorder = GradientTape() if tape is None else tape
+            with recorder if tape is None else contextlib.nullcontext():
+                loss = loss()
+            tape = recorder
+        elif tape is None:
+            raise ValueError("minimize needs a callable loss or the tape that recorded it")
+        return self.apply_gradients(zip(tape.gradient(loss, var_list), var_list))
 
     def _after_minimize(self, var_list: list) -> list:
         """Extra (variable, value) pairs to set after slots exist (e.g. RMSprop's zero init)."""

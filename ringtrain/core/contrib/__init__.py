@@ -1,8 +1,8 @@
-"""``tf.contrib``: of TensorFlow's contributed modules, ``layers`` and ``rnn``."""
+"""``tf.contrib``: of TensorFlow's contributed modules, ``layers``, ``rnn`` and ``eager``."""
 
-from . import layers, rnn
+from . import eager, layers, rnn
 
-__all__ = ["layers", "rnn"]
+__all__ = ["eager", "layers", "rnn"]
 
 
 def __getattr__(name: str):

@@ -53,14 +53,24 @@ _bslice = builtins.slice
 
 
 def _graph_of(*values: Any):
+    """The graph an op on ``values`` goes into: that of its first graph tensor, else the
+    default graph (eager tensors join any graph: core/eager.py captures them there)."""
     for v in values:
-        if isinstance(v, Tensor):
-            return v.graph
         if isinstance(v, (list, tuple)):
             for x in v:
-                if isinstance(x, Tensor):
-                    return x.graph
+                if isinstance(x, Tensor) and not x._op._graph._eager:
+                    return _graph_tensor_graph(x)
+        elif isinstance(v, Tensor) and not v._op._graph._eager:
+            return _graph_tensor_graph(v)
     return get_default_graph()
+
+
+def _graph_tensor_graph(t: Tensor):
+    if get_default_graph()._eager:
+        raise TypeError(f"the graph tensor {t.name!r} was passed to an op running eagerly: graph "
+                        f"tensors only have values inside Session.run. Build and run the graph "
+                        f"inside `with tf.Graph().as_default():`, or compute the value eagerly")
+    return t._op._graph
 
 
 def _make(op_type: str, inputs: Sequence[Tensor], specs: Sequence[tuple], name: str | None,

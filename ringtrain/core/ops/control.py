@@ -76,6 +76,8 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, name: str | None = No
     """
     pred = convert_to_tensor(pred)
     g = pred.graph
+    if g._eager:  # the predicate has a value: run only the branch it picks (TF2)
+        return true_fn() if bool(pred) else false_fn()
     first = len(g._ops)
     with g.name_scope(name or "cond"):
         t = true_fn()

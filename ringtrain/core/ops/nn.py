@@ -430,6 +430,13 @@ def _replicas_in_sync() -> int:
     return int(getattr(ctx, "num_replicas_in_sync", 1)) if ctx is not None else 1
 
 
+def _gradients_summed() -> bool:
+    """Whether apply_gradients will sum the replicas' gradients (inside ``strategy.run``, as
+    TensorFlow does) rather than average them (ringtrain's graph and Keras paths)."""
+    ctx = distribution.current()
+    return bool(getattr(ctx, "sums_gradients", False)) if ctx is not None else False
+
+
 def compute_average_loss(per_example_loss: Any, sample_weight: Any = None,
                          global_batch_size: Any = None) -> Tensor:
     """The loss of one replica's share of a global batch, so that training under
@@ -437,8 +444,9 @@ def compute_average_loss(per_example_loss: Any, sample_weight: Any = None,
 
     TensorFlow returns sum(per_example_loss * sample_weight) / global_batch_size (the global
     batch defaults to this replica's batch times num_replicas_in_sync) and *sums* the replicas'
-    gradients. ringtrain *averages* gradients across replicas, so the same update needs the
-    loss num_replicas_in_sync times larger: this returns TensorFlow's value times
+    gradients. Inside ``strategy.run`` ringtrain does exactly that. Elsewhere (a TF1 graph
+    step, where ringtrain *averages* gradients across replicas) the same update needs the loss
+    num_replicas_in_sync times larger: this then returns TensorFlow's value times
     num_replicas_in_sync (identical outside a strategy, where that is 1).
     """
     loss = convert_to_tensor(per_example_loss)
@@ -449,19 +457,27 @@ def compute_average_loss(per_example_loss: Any, sample_weight: Any = None,
         if sample_weight is not None:
             loss = loss * _ops_cast_like(sample_weight, loss)
         replicas = _replicas_in_sync()
+        summed = _gradients_summed()
         if global_batch_size is None:
             local_batch = (shape(loss)[0] if loss.shape.ndims else
                            constant(1, _dt.int32))
+            if summed:
+                local_batch = local_batch * constant(replicas, _dt.int32)
             return div_no_nan(reduce_sum(loss), cast(local_batch, loss.dtype))
         batch = _ops_cast_like(global_batch_size, loss)
-        return div_no_nan(reduce_sum(loss) * constant(replicas, loss.dtype), batch)
+        scale = 1 if summed else replicas
+        return div_no_nan(reduce_sum(loss) * constant(scale, loss.dtype), batch)
 
 
 def scale_regularization_loss(regularization_loss: Any) -> Tensor:
     """The regularization loss to add to each replica's loss. TensorFlow divides it by
-    num_replicas_in_sync because it sums the replicas' gradients; ringtrain averages them, so
-    the sum is returned as it is (the same update as TensorFlow's)."""
-    return reduce_sum(convert_to_tensor(regularization_loss))
+    num_replicas_in_sync because it sums the replicas' gradients, and so does ringtrain inside
+    ``strategy.run``; elsewhere ringtrain averages them, so the sum is returned as it is (the
+    same update as TensorFlow's)."""
+    total = reduce_sum(convert_to_tensor(regularization_loss))
+    if _gradients_summed():
+        return total / constant(_replicas_in_sync(), total.dtype)
+    return total
 
 
 def _ops_cast_like(value: Any, like: Tensor) -> Tensor:
