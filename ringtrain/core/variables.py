@@ -15,7 +15,7 @@ from . import distribution
 from . import dtypes as _dt
 from . import ops as _ops
 from .graph import GraphKeys, Tensor, TensorShape, as_shape, get_default_graph
-from .ops.base import _make1, kernel
+from .ops.base import _graph_of, _make1, kernel
 
 # --- initializers ------------------------------------------------------------------------------
 
@@ -361,7 +361,7 @@ class Variable(Tensor, metaclass=_VariableMeta):
     def _check_same_home(self, value: Tensor) -> None:
         # The update op goes where its value is; it must be a graph holding this variable
         # (its own, or a tf.function's graph of the eager context that holds it).
-        target = _ops._graph_of(value)
+        target = _graph_of(value)
         if target._variable_home is not self._op._graph:
             where = "eagerly created" if self._op._graph._eager else "graph"
             raise ValueError(f"the {where} variable {self.name!r} cannot be updated from "
