@@ -1114,7 +1114,7 @@ def test_l5_defun_tf_function_polymorphism_and_control_flow(eager):
             x = tf.tanh(x)
         return x
 
-    out = f(tf.random_uniform([10])) # Works!  (filled in: TF1's name of tf.random.uniform)
+    out = f(tf.random.uniform([10])) # Works!
     assert float(tf.reduce_sum(out)) <= 1.0
     with pytest.raises(UnsupportedFeatureError, match="tf.autograph is not supported"):
         print(tf.autograph.to_code(f)) # Autograph in action

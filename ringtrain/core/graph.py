@@ -225,16 +225,21 @@ class Tensor:
 
     # A tensor of the eager context (an EagerTensor, or a Variable created eagerly) has a
     # value; the methods below then behave as TensorFlow 2's EagerTensor (see eager.py).
+    @property
     def numpy(self) -> Any:
-        """The value as a NumPy array (eager tensors); graph tensors raise."""
+        """``t.numpy()``: the value as a NumPy array (eager tensors). A graph tensor has no such
+        attribute (``hasattr(t, "numpy")`` is False); the error names the alternative."""
         if self._op._graph._eager:
-            return self._op._graph._numpy(self)
+            return self._value_as_numpy
         from .unsupported import missing
         raise missing("ringtrain", "Tensor.numpy")
 
+    def _value_as_numpy(self) -> Any:
+        return self._op._graph._numpy(self)
+
     def __array__(self, dtype: Any = None, copy: Any = None):
         if self._op._graph._eager:
-            value = np.asarray(self._op._graph._numpy(self))
+            value = np.asarray(self._value_as_numpy())
             return value if dtype is None else value.astype(dtype, copy=False)
         raise TypeError(f"cannot convert the symbolic Tensor {self.name!r} to a NumPy array: its "
                         f"value only exists in Session.run; run it (sess.run(t) or t.eval()) "
