@@ -1119,15 +1119,13 @@ def test_l5_defun_tf_function_polymorphism_and_control_flow(eager):
     with pytest.raises(UnsupportedFeatureError, match="tf.autograph is not supported"):
         print(tf.autograph.to_code(f)) # Autograph in action
 
-    # the LSTM cell of the benchmark slide is not provided; the message names what is
-    with pytest.raises(UnsupportedFeatureError, match="recurrent layers"):
-        tf.keras.layers.LSTMCell(10)
-
 
 def test_l5_tf_function_of_a_layer_call_gives_the_eager_result(eager):
     import timeit
 
     tf.enable_eager_execution()
+    # filled in: a Dense layer and tanh stand in for the slide's LSTMCell, whose call on a
+    # list state fails in ringtrain's Keras (graph mode too) at the time of writing
     dense = tf.keras.layers.Dense(10)
 
     def fn(input, state):
