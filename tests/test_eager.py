@@ -275,11 +275,14 @@ def test_keras_on_eager_tensors_custom_loop_and_fit():
         float(tf.reduce_sum(per)) / 64)
     assert float(tf.nn.compute_average_loss(per)) == pytest.approx(float(tf.reduce_mean(per)))
 
+    model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="relu"),
+                                 tf.keras.layers.Dense(3)])
+    model(x)                                            # built eagerly, then fit in a graph
     model.compile(optimizer=tf.keras.optimizers.SGD(0.1),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     before = model.evaluate(x, y, verbose=0)
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
-    assert history.history["loss"][-1] < before
+    assert history.history["loss"][-1] < before and model.evaluate(x, y, verbose=0) < before
     np.testing.assert_allclose(model.predict(x), model(x).numpy(), rtol=1e-6)
     weights = model.get_weights()
     model.set_weights([np.zeros_like(w) for w in weights])
