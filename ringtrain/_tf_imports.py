@@ -26,6 +26,8 @@ ALIASES = {
     "contrib": "ringtrain.core.contrib",
     "contrib.layers": "ringtrain.core.contrib.layers",
     "contrib.rnn": "ringtrain.core.contrib.rnn",
+    "initializers": "ringtrain.core.initializers",
+    "losses": "ringtrain.core.losses",
     "metrics": "ringtrain.core.metrics",
     "nn": "ringtrain.core.nn",
     "nn.rnn_cell": "ringtrain.core.rnn_cell",

@@ -5,7 +5,7 @@ Everything in ``__all__`` is re-exported at the top level, so ``import ringtrain
 ``tf.summary.FileWriter`` and the rest under TensorFlow 1's names.
 """
 
-from . import compat, contrib, metrics, nn, random, summary, train
+from . import compat, contrib, initializers, losses, metrics, nn, random, summary, train
 from .clip import clip_by_global_norm, clip_by_norm, global_norm
 from .dtypes import (
     DType,
@@ -291,6 +291,7 @@ __all__ = [
     "half",
     "identity",
     "initialize_all_variables",
+    "initializers",
     "int8",
     "int16",
     "int32",
@@ -304,6 +305,7 @@ __all__ = [
     "logical_and",
     "logical_not",
     "logical_or",
+    "losses",
     "matmul",
     "maximum",
     "metrics",

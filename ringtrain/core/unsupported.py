@@ -40,9 +40,6 @@ _TABLE: dict[str, dict[str, str]] = {
                       "loop in Python, or use tf.cond / tf.where for data-dependent choices",
         "RegisterGradient": _CUSTOM_GRADIENT,
         "custom_gradient": _CUSTOM_GRADIENT,
-        "losses": "tf.losses is not provided by ringtrain; write the loss from tf.nn "
-                  "(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(...))) or "
-                  "use tf.keras.losses",
         "config": "tf.config is not provided by ringtrain; configure a Session with "
                   "tf.ConfigProto and place ops with tf.device",
         "saved_model": _NO_MODEL_FILES,
@@ -114,7 +111,8 @@ TF_NAMES = {"ringtrain": "tf", "ringtrain.train": "tf.train", "ringtrain.core.tr
              "ringtrain.core.nn": "tf.nn", "ringtrain.core.rnn_cell": "tf.nn.rnn_cell",
              "ringtrain.core.metrics": "tf.metrics", "ringtrain.core.random": "tf.random",
              "ringtrain.core.summary": "tf.summary",
-             "ringtrain.core.contrib.eager": "tf.contrib.eager"}
+             "ringtrain.core.contrib.eager": "tf.contrib.eager",
+             "ringtrain.core.losses": "tf.losses", "ringtrain.core.initializers": "tf.initializers"}
 
 
 # TensorFlow 1.15's top-level modules (tf.image, tf.strings...).
