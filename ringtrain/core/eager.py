@@ -179,7 +179,10 @@ class EagerContext(Graph):
         attrs = attrs if attrs is not None else {}
         op = Operation(self, name or op_type, op_type, (), attrs, (), "", -1)
         sentinel = self._sentinel
-        outs = tuple(_new_eager(sentinel, i, spec[0]) for i, spec in enumerate(out_specs))
+        if len(out_specs) == 1:
+            outs = (_new_eager(sentinel, 0, out_specs[0][0]),)
+        else:
+            outs = tuple(_new_eager(sentinel, i, spec[0]) for i, spec in enumerate(out_specs))
         op._outputs = outs
         fn = self._kernel(op, attrs)
         try:

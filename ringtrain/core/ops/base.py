@@ -91,6 +91,8 @@ def _as_dtype(dtype: Any) -> _dt.DType | None:
 # --- static shape rules --------------------------------------------------------------------------
 
 def _broadcast_shape(a: TensorShape, b: TensorShape) -> TensorShape:
+    if a._dims == b._dims:  # the common case (and every eager op on equal shapes): no work
+        return a
     if a.ndims is None or b.ndims is None:
         return TensorShape(None)
     da, db = a.as_list(), b.as_list()
