@@ -47,7 +47,7 @@ def test_loss_functions_closed_forms():
             tf.losses.softmax_cross_entropy(y, logits, label_smoothing=0.1),
             tf.losses.sparse_softmax_cross_entropy([1, 0], logits, weights=[1.0, 3.0]),
             tf.losses.cosine_distance(y, y, axis=1)])
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    sig = lambda z: 1 / (1 + np.exp(-z))
     np.testing.assert_allclose(got[0], ((p - y) ** 2).mean(), rtol=1e-6)
     np.testing.assert_allclose(got[1], np.abs(p - y).mean(), rtol=1e-6)
     eps = 1e-7

@@ -233,3 +233,56 @@ def test_clear_errors():
             tf.nn.dynamic_rnn(cell, tf.placeholder(tf.float32, [None, T, D]))
         with pytest.raises(tf.errors.UnsupportedFeatureError, match=r"tf\.contrib\.rnn"):
             tf.contrib.rnn.NASCell  # noqa: B018
+
+
+def test_reverse_and_reverse_sequence_follow_tf1():
+    x = np.arange(2 * 4 * 2, dtype=np.float64).reshape(2, 4, 2)
+    with tf.Graph().as_default():
+        xt = tf.constant(x)
+        rs = tf.reverse_sequence(xt, [3, 1], seq_axis=1, batch_axis=0)
+        rs_t = tf.reverse_sequence(tf.transpose(xt, [1, 0, 2]), tf.constant([3, 1]),
+                                   seq_axis=0, batch_axis=1)
+        rev = tf.reverse(xt, [1])
+        weights = tf.constant(R.normal(size=x.shape))
+        (grad,) = tf.gradients(tf.reduce_sum(rs * weights), [xt])
+        with tf.Session() as sess:
+            got, got_t, got_rev, g, w = sess.run([rs, rs_t, rev, grad, weights])
+    want = x.copy()
+    want[0, :3] = x[0, 2::-1]  # the first 3 steps of row 0 reversed, the 4th in place
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.transpose(got_t, (1, 0, 2)), want)
+    np.testing.assert_array_equal(got_rev, x[:, ::-1])
+    want_g = w.copy()
+    want_g[0, :3] = w[0, 2::-1]  # the gradient goes back through the same permutation
+    np.testing.assert_array_equal(g, want_g)
+
+
+def test_bidirectional_dynamic_rnn_is_a_forward_and_a_reversed_run():
+    x = R.normal(size=(B, T, D))
+    lengths = [6, 2, 4]
+    with tf.Graph().as_default():
+        xt = tf.constant(x)
+        (out_fw, out_bw), (_, st_bw) = tf.nn.bidirectional_dynamic_rnn(
+            tf.nn.rnn_cell.GRUCell(N), tf.nn.rnn_cell.GRUCell(N), xt, sequence_length=lengths,
+            dtype=tf.float64)
+        names = [v.op.name for v in tf.global_variables()]
+        assert names[0] == "bidirectional_rnn/fw/gru_cell/gates/kernel"
+        assert names[4] == "bidirectional_rnn/bw/gru_cell/gates/kernel"
+        # the backward cell run by hand on each sequence reversed within its length
+        x_rev = x.copy()
+        for b, n in enumerate(lengths):
+            x_rev[b, :n] = x[b, n - 1::-1]
+        check_bw, check_state = tf.nn.dynamic_rnn(tf.nn.rnn_cell.GRUCell(N), tf.constant(x_rev),
+                                                  sequence_length=lengths, dtype=tf.float64,
+                                                  scope="check")
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for a, b_ in zip(tf.global_variables("check"),
+                             tf.global_variables("bidirectional_rnn/bw")):
+                a.load(sess.run(b_), sess)
+            got_bw, got_state, want_bw, want_state, fw = sess.run(
+                [out_bw, st_bw, check_bw, check_state, out_fw])
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(got_bw[b, :n], want_bw[b, n - 1::-1], rtol=1e-12)
+        assert (got_bw[b, n:] == 0).all() and (fw[b, n:] == 0).all()
+    np.testing.assert_allclose(got_state, want_state, rtol=1e-12)

@@ -128,6 +128,8 @@ from .ops import (
     reduce_prod,
     reduce_sum,
     reshape,
+    reverse,
+    reverse_sequence,
     round,
     rsqrt,
     shape,
@@ -201,6 +203,7 @@ from .variables import (
 )
 
 newaxis = None
+reverse_v2 = reverse
 
 __all__ = [
     "AUTO_REUSE",
@@ -350,6 +353,9 @@ __all__ = [
     "reduce_sum",
     "reset_default_graph",
     "reshape",
+    "reverse",
+    "reverse_sequence",
+    "reverse_v2",
     "round",
     "rsqrt",
     "set_random_seed",

@@ -236,6 +236,8 @@ GRADIENTS: dict[str, Callable | None] = {
     "Pad": _pad,
     "Tile": _tile,
     "GatherV2": _gather,
+    "ReverseSequence": lambda op, g: [O.reverse_sequence(g, op.inputs[1], op.get_attr("seq_axis"),
+                                                         op.get_attr("batch_axis")), None],
     "Fill": _fill,
     # control (ops/control.py)
     "PlaceholderWithDefault": lambda op, g: [g],

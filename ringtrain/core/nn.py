@@ -13,13 +13,14 @@ from .ops.candidates import (
     uniform_candidate_sampler,
 )
 from .ops.nn import *
-from .rnn import dynamic_rnn, static_rnn
+from .rnn import bidirectional_dynamic_rnn, dynamic_rnn, static_rnn
 
 __all__ = [
     "avg_pool",
     "avg_pool2d",
     "batch_normalization",
     "bias_add",
+    "bidirectional_dynamic_rnn",
     "compute_average_loss",
     "conv2d",
     "dropout",

@@ -23,7 +23,7 @@ from .variables import Constant, VariableScope, Zeros, get_variable, variable_sc
 __all__ = [
     "BasicLSTMCell", "BasicRNNCell", "DeviceWrapper", "DropoutWrapper", "GRUCell",
     "LSTMCell", "LSTMStateTuple", "MultiRNNCell", "RNNCell", "ResidualWrapper",
-    "dynamic_rnn", "static_rnn",
+    "bidirectional_dynamic_rnn", "dynamic_rnn", "static_rnn",
 ]
 
 
@@ -528,3 +528,31 @@ def static_rnn(cell: RNNCell, inputs: Sequence[Any], initial_state: Any = None,
             batch = _ops.shape(xs[0])[0]
         state = _initial_state(cell, initial_state, batch, dtype, "static_rnn")
         return _run_steps(cell, xs, state, _lengths(sequence_length))
+
+
+def bidirectional_dynamic_rnn(cell_fw: RNNCell, cell_bw: RNNCell, inputs: Any,
+                              sequence_length: Any = None, initial_state_fw: Any = None,
+                              initial_state_bw: Any = None, dtype: Any = None,
+                              parallel_iterations: Any = None, swap_memory: bool = False,
+                              time_major: bool = False, scope: Any = None) -> tuple:
+    """``cell_fw`` over the sequences and ``cell_bw`` over them reversed (each sequence within
+    its own length): ((outputs_fw, outputs_bw), (state_fw, state_bw)), the backward outputs put
+    back in forward order; variables under ``bidirectional_rnn/fw/`` and ``.../bw/``."""
+    inputs = _ops.convert_to_tensor(inputs)
+    time_axis, batch_axis = (0, 1) if time_major else (1, 0)
+
+    def backwards(x: Tensor) -> Tensor:
+        if sequence_length is None:
+            return _ops.reverse(x, [time_axis])
+        return _ops.reverse_sequence(x, sequence_length, seq_axis=time_axis,
+                                     batch_axis=batch_axis)
+
+    with variable_scope(scope, default_name="bidirectional_rnn"):
+        with variable_scope("fw") as fw_scope:
+            out_fw, state_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw,
+                                           dtype, time_major=time_major, scope=fw_scope)
+        with variable_scope("bw") as bw_scope:
+            out_bw, state_bw = dynamic_rnn(cell_bw, backwards(inputs), sequence_length,
+                                           initial_state_bw, dtype, time_major=time_major,
+                                           scope=bw_scope)
+    return (out_fw, backwards(out_bw)), (state_fw, state_bw)

@@ -414,6 +414,36 @@ def _getitem(x: Tensor, key: Any) -> Tensor:
     return _make1("StridedSlice", (x,), x.dtype, shape, "strided_slice", {"key": key})
 
 
+def reverse(tensor: Any, axis: Any, name: str | None = None) -> Tensor:
+    """``tensor`` with the order of its elements reversed along each axis in ``axis``."""
+    x = convert_to_tensor(tensor)
+    axes = _norm_axes(axis, x.shape.ndims, "axis") or ()
+    key = tuple(_bslice(None, None, -1) if i in axes else _bslice(None)
+                for i in _brange(x.shape.ndims))
+    key, shape = _canonical_key(key, x.shape)
+    return _make1("StridedSlice", (x,), x.dtype, shape, name or "ReverseV2", {"key": key})
+
+
+def reverse_sequence(input: Any, seq_lengths: Any, seq_axis: int | None = None,
+                     batch_axis: int | None = None, name: str | None = None,
+                     seq_dim: int | None = None, batch_dim: int | None = None) -> Tensor:
+    """Reverse the first ``seq_lengths[b]`` elements along ``seq_axis`` of each slice ``b``
+    along ``batch_axis``; the rest of each sequence stays in place."""
+    x = convert_to_tensor(input)
+    seq_axis = seq_axis if seq_axis is not None else seq_dim
+    batch_axis = batch_axis if batch_axis is not None else (batch_dim or 0)
+    if seq_axis is None:
+        raise ValueError("reverse_sequence needs seq_axis")
+    dims = x.shape.as_list()
+    n = dims[seq_axis]
+    if n is None:
+        raise ValueError(f"reverse_sequence needs the length of axis {seq_axis} known, got "
+                         f"shape {x.shape}")
+    lengths = cast(convert_to_tensor(seq_lengths), _dt.int64)
+    return _make1("ReverseSequence", (x, lengths), x.dtype, x.shape, name,
+                  {"seq_axis": int(seq_axis), "batch_axis": int(batch_axis)})
+
+
 def slice(input_: Any, begin: Sequence[int], size: Sequence[int], name: str | None = None
           ) -> Tensor:
     x = convert_to_tensor(input_)
@@ -782,3 +812,21 @@ def _ones_like(rt):
 def _range(rt, dtype):
     xp, npd = rt.xp, dtype.np_dtype
     return lambda start, limit, delta: xp.arange(start, limit, delta, dtype=npd)
+
+
+@kernel("ReverseSequence")
+def _reverse_sequence(rt, seq_axis, batch_axis):
+    xp = rt.xp
+
+    def index(x, lengths):
+        """For each (batch, step): the step it is read from."""
+        steps = xp.arange(x.shape[seq_axis])[None, :]
+        lengths = lengths.astype("int64")[:, None]
+        return xp.where(steps < lengths, lengths - 1 - steps, steps)
+
+    def run(x, lengths):
+        src = index(x, lengths)
+        moved = xp.moveaxis(x, (batch_axis, seq_axis), (0, 1))
+        out = xp.take_along_axis(moved, src.reshape(src.shape + (1,) * (moved.ndim - 2)), 1)
+        return xp.moveaxis(out, (0, 1), (batch_axis, seq_axis))
+    return run
