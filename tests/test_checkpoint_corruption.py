@@ -129,6 +129,19 @@ def test_a_damaged_keras_backup_says_to_delete_the_backup_dir(tmp_path):
     assert f"Delete {str(backup)!r} to start training over" in message, message
 
 
+@pytest.mark.parametrize("data", [b"", b"garbage" * 9, GOOD[:60]], ids=["empty", "junk", "cut"])
+def test_a_damaged_keras_weights_file_names_itself(tmp_path, data):
+    import ringtrain as tf
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    path = tmp_path / "w.npz"
+    path.write_bytes(data)
+    with pytest.raises(errors.DataLossError, match=f"weights file {str(path)!r} is damaged or "
+                                                   f"was not written by save_weights .* Load "
+                                                   f"a good copy"):
+        model.load_weights(str(path))
+
+
 PROGRAM = textwrap.dedent("""
     import os
     import numpy as np

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .. import core
+from .. import core, errors
 from ..checkpoint import atomic_write
 from ..core import distribution
 from ..data.structure import flatten, map_structure
@@ -319,9 +321,16 @@ class Model(Trainer, Layer):
         self._ensure_weights()
 
         def read() -> tuple[list, list]:
-            with np.load(filepath, allow_pickle=False) as data:
-                keys = sorted(data.files)
-                return keys, [data[k] for k in keys]
+            try:
+                with np.load(filepath, allow_pickle=False) as data:
+                    keys = sorted(data.files)
+                    return keys, [data[k] for k in keys]
+            except FileNotFoundError:
+                raise
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise errors.DataLossError(
+                    f"weights file {filepath!r} is damaged or was not written by save_weights "
+                    f"({exc}). Load a good copy, or save the weights again") from None
 
         keys, values = self._read_on_chief(read)
         mine = self.weights

@@ -63,7 +63,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     if status == "missing":
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}; pass default=None "
                                 f"to start from scratch when there is none")
-    raise RuntimeError(f"load_checkpoint: reading {path} failed: {value}")
+    raise RuntimeError(f"load_checkpoint: {path} is damaged or not a torch checkpoint "
+                       f"({value}); put back a good copy, or move it away and pass "
+                       f"default=None to start from scratch")
 
 
 def _read(path: str, map_location: Any, load_kwargs: dict) -> tuple[str, Any]:
