@@ -63,9 +63,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     if status == "missing":
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}; pass default=None "
                                 f"to start from scratch when there is none")
-    raise RuntimeError(f"load_checkpoint: {path} is damaged or not a torch checkpoint "
-                       f"({value}); put back a good copy, or move it away and pass "
-                       f"default=None to start from scratch")
+    raise RuntimeError(f"load_checkpoint: {path} could not be loaded ({value}). If it is "
+                       f"damaged, put back a good copy, or move it away and pass default=None "
+                       f"to start from scratch; a checkpoint of arbitrary Python objects needs "
+                       f"weights_only=False")
 
 
 def _read(path: str, map_location: Any, load_kwargs: dict) -> tuple[str, Any]:
