@@ -363,8 +363,8 @@ class Supervisor:
         self._kill_shims()
 
     def _kill_shims(self) -> None:
-        # Each rank is a session of its own under hydra: kill the shim's group (the program
-        # is in it) wherever ringrun can, i.e. on this machine.
+        # Each rank's shim is a session of its own (hydra's, or its own under gforker): kill
+        # the shim's group (the program is in it) wherever ringrun can, i.e. on this machine.
         for conn in self.conns:
             if conn.kind == HELLO and conn.local and conn.pid:
                 self._killpg(conn.pid, signal.SIGKILL)
