@@ -256,11 +256,11 @@ class StagedCommunicator(Communicator):
             lambda res: adapter.from_host(res, x, out), [buf], async_op)
 
     def allreduce_many(self, arrays: Sequence, op: ReduceOp = ReduceOp.SUM,
-                       algorithm: str | None = None, fusion_threshold: int | None = None,
+                       algorithm: str | None = None, bucket_bytes: int | None = None,
                        async_op: bool = False):
         adapters = [adapter_for(a) for a in arrays]
         if not any(adapters):
-            return self.host.allreduce_many(arrays, op, algorithm, fusion_threshold, async_op)
+            return self.host.allreduce_many(arrays, op, algorithm, bucket_bytes, async_op)
         staged = [a if ad is None else self._stage(ad, a, reducing=True)
                   for a, ad in zip(arrays, adapters)]
         pinned = [s for s, ad in zip(staged, adapters) if ad is not None]
@@ -270,7 +270,7 @@ class StagedCommunicator(Communicator):
                     for r, a, ad in zip(results, arrays, adapters)]
 
         return self._run(
-            lambda a: self.host.allreduce_many(staged, op, algorithm, fusion_threshold, a),
+            lambda a: self.host.allreduce_many(staged, op, algorithm, bucket_bytes, a),
             finish, pinned, async_op)
 
     def broadcast(self, x, root: int = 0, out=None, async_op: bool = False):

@@ -229,10 +229,10 @@ class NcclCommunicator(Communicator):
         return self._device_call("allreduce", desc, x, result, enqueue, async_op, (result,))
 
     def allreduce_many(self, arrays: Sequence, op: ReduceOp = ReduceOp.SUM,
-                       algorithm: str | None = None, fusion_threshold: int | None = None,
+                       algorithm: str | None = None, bucket_bytes: int | None = None,
                        async_op: bool = False):
         if not any(adapter_for(a) is not None for a in arrays):
-            return self.host.allreduce_many(arrays, op, algorithm, fusion_threshold, async_op)
+            return self.host.allreduce_many(arrays, op, algorithm, bucket_bytes, async_op)
         # NCCL fuses the calls of one group itself: one grouped launch per list
         handles = [self.allreduce(a, op, algorithm, async_op=True) for a in arrays]
         if async_op:
