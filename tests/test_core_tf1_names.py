@@ -155,3 +155,30 @@ def test_auc_matches_the_exact_area_for_well_spread_scores():
     assert abs(got_roc - roc_auc_score(y, scores)) < 2e-3
     assert abs(got_pr - average_precision_score(y, scores)) < 2e-2
     assert got_lo <= roc_auc_score(y, scores) + 1e-6 <= got_hi + 2e-6
+
+
+def test_confusion_matrix_mean_iou_and_mean_per_class_accuracy():
+    with tf.Graph().as_default():
+        # TF's documented example: labels [1, 2, 4], predictions [2, 2, 4] -> 5 x 5
+        doc = tf.confusion_matrix([1, 2, 4], [2, 2, 4])
+        weighted = tf.confusion_matrix([0, 1, 1], [1, 1, 0], num_classes=3, dtype=tf.float32,
+                                       weights=[0.5, 2.0, 3.0])
+        labels = tf.placeholder(tf.int64, [None])
+        preds = tf.placeholder(tf.int64, [None])
+        iou, iou_up = tf.metrics.mean_iou(labels, preds, 3)
+        acc, acc_up = tf.metrics.mean_per_class_accuracy(labels, preds, 3)
+        with tf.Session() as sess:
+            sess.run(tf.local_variables_initializer())
+            got_doc, got_w = sess.run([doc, weighted])
+            sess.run([iou_up, acc_up], {labels: [0, 0, 1], preds: [0, 1, 1]})
+            sess.run([iou_up, acc_up], {labels: [1, 2, 2], preds: [1, 2, 0]})
+            got_iou, got_acc = sess.run([iou, acc])
+            with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes"):
+                sess.run(iou_up, {labels: [3], preds: [0]})
+    want = np.zeros((5, 5), np.int32)
+    want[1, 2] = want[2, 2] = want[4, 4] = 1
+    np.testing.assert_array_equal(got_doc, want)
+    np.testing.assert_array_equal(got_w, [[0, 0.5, 0], [3.0, 2.0, 0], [0, 0, 0]])
+    # confusion [[1,1,0],[0,2,0],[1,0,1]]: IoU 1/3, 2/3, 1/2; per-class accuracy 1/2, 1, 1/2
+    np.testing.assert_allclose(got_iou, (1 / 3 + 2 / 3 + 1 / 2) / 3, rtol=1e-6)
+    np.testing.assert_allclose(got_acc, 2 / 3, rtol=1e-6)

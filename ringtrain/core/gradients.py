@@ -266,6 +266,7 @@ GRADIENTS: dict[str, Callable | None] = {
         "LogicalOr", "LogicalNot", "ArgMax", "ArgMin", "Shape", "Size", "Rank", "OneHot",
         "ZerosLike", "OnesLike", "Range", "Where", "FloorDiv", "FloorMod", "TruncateDiv",
         "TruncateMod", "Any", "All", "Multinomial", "CandidateSampler",
+        "ConfusionMatrix",
         "RandomStandardNormal", "RandomUniform", "RandomUniformInt", "TruncatedNormal",
         "RandomShuffle", "Assign", "AssignAdd", "AssignSub", "PyFunc", "ScalarSummary",
         "HistogramSummary", "MergeSummary", "NoOp")},

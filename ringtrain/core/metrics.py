@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import dtypes as _dt
 from . import ops as _ops
 from .graph import GraphKeys, Tensor, get_default_graph
@@ -18,7 +20,8 @@ from .variables import Variable, variable_scope
 
 __all__ = [
     "accuracy", "auc", "false_negatives", "false_negatives_at_thresholds", "false_positives",
-    "false_positives_at_thresholds", "mean", "mean_absolute_error", "mean_cosine_distance",
+    "false_positives_at_thresholds", "mean", "mean_absolute_error", "mean_cosine_distance", "mean_iou",
+    "mean_per_class_accuracy",
     "mean_relative_error", "mean_squared_error", "mean_tensor", "percentage_below", "precision",
     "precision_at_thresholds", "recall", "recall_at_thresholds", "root_mean_squared_error",
     "true_negatives", "true_negatives_at_thresholds", "true_positives",
@@ -248,6 +251,65 @@ def recall(labels: Any, predictions: Any, weights: Any = None, metrics_collectio
     """true_positives / (true_positives + false_negatives); 0 while there are no positives."""
     return _ratio(labels, predictions, weights, "false_negatives", "recall",
                   metrics_collections, updates_collections, name)
+
+
+# --- per class ---------------------------------------------------------------------------------
+
+def _flat_pair(labels: Any, predictions: Any) -> tuple[Tensor, Tensor]:
+    labels, predictions = _ops.convert_to_tensor(labels), _ops.convert_to_tensor(predictions)
+    return (_ops.cast(_ops.reshape(labels, [-1]), _dt.int64),
+            _ops.cast(_ops.reshape(predictions, [-1]), _dt.int64))
+
+
+def _flat_weights(weights: Any, labels: Tensor) -> Any:
+    if weights is None:
+        return None
+    return _ops.reshape(_broadcast_weights(weights, _ops.cast(labels, _dt.float32)), [-1])
+
+
+def mean_iou(labels: Any, predictions: Any, num_classes: int, weights: Any = None,
+             metrics_collections: Any = None, updates_collections: Any = None,
+             name: str | None = None) -> tuple[Tensor, Tensor]:
+    """The mean over classes of intersection / union (tp / (tp + fp + fn)), classes that never
+    occur left out; ``update_op`` returns the running confusion matrix, as in TensorFlow."""
+    lab, pred = _flat_pair(labels, predictions)
+    with variable_scope(name, default_name="mean_iou"):
+        total = _local_variable([num_classes, num_classes], "total_confusion_matrix",
+                                _dt.float64)
+        batch = _ops.confusion_matrix(lab, pred, num_classes, _dt.float64,
+                                      weights=_flat_weights(weights, labels))
+        update = total.assign_add(batch)
+        cm = total.value()
+        rows, cols = _ops.reduce_sum(cm, 0), _ops.reduce_sum(cm, 1)
+        diag = _ops.reduce_sum(cm * _ops.constant(np.eye(num_classes), _dt.float64), 1)
+        union = rows + cols - diag
+        valid = _ops.reduce_sum(_ops.cast(_ops.not_equal(union, 0.0), _dt.float64))
+        iou = _ops.div_no_nan(diag, union)
+        value = _ops.cast(_ops.div_no_nan(_ops.reduce_sum(iou), valid), _dt.float32,
+                          name="mean_iou")
+        return _collect(value, update, metrics_collections, updates_collections)
+
+
+def mean_per_class_accuracy(labels: Any, predictions: Any, num_classes: int, weights: Any = None,
+                            metrics_collections: Any = None, updates_collections: Any = None,
+                            name: str | None = None) -> tuple[Tensor, Tensor]:
+    """The mean over classes of each class's accuracy (its correct predictions over its
+    examples); ``update_op`` returns the per-class accuracies."""
+    lab, pred = _flat_pair(labels, predictions)
+    with variable_scope(name, default_name="mean_accuracy"):
+        total = _local_variable([num_classes], "total")
+        count = _local_variable([num_classes], "count")
+        w = _flat_weights(weights, labels)
+        w = _ops.ones_like(_ops.cast(lab, _dt.float32)) if w is None else w
+        one_hot = _ops.one_hot(lab, num_classes, dtype=_dt.float32) * _ops.reshape(w, [-1, 1])
+        correct = _ops.cast(_ops.equal(lab, pred), _dt.float32)
+        update_total = total.assign_add(_ops.reduce_sum(one_hot * _ops.reshape(correct, [-1, 1]),
+                                                        0))
+        update_count = count.assign_add(_ops.reduce_sum(one_hot, 0))
+        value = _ops.reduce_mean(_ops.div_no_nan(total.value(), count.value()),
+                                 name="mean_accuracy")
+        update = _ops.div_no_nan(update_total, update_count, name="update_op")
+        return _collect(value, update, metrics_collections, updates_collections)
 
 
 # --- at thresholds -----------------------------------------------------------------------------

@@ -436,6 +436,24 @@ def arg_min(input: Any, dimension: int | None = None, name: str | None = None,
     return _arg("ArgMin", input, None, name, dimension, output_type)
 
 
+def confusion_matrix(labels: Any, predictions: Any, num_classes: int | None = None,
+                     dtype: Any = _dt.int32, name: str | None = None, weights: Any = None
+                     ) -> Tensor:
+    """[num_classes, num_classes] counts (or summed ``weights``) of (label, prediction) pairs:
+    rows are labels, columns predictions; without ``num_classes`` the size is one more than the
+    largest label or prediction."""
+    labels = convert_to_tensor(labels)
+    predictions = convert_to_tensor(predictions)
+    dtype = _dt.as_dtype(dtype)
+    inputs = [labels, predictions]
+    if weights is not None:
+        inputs.append(cast(convert_to_tensor(weights), dtype) if isinstance(weights, Tensor)
+                      else convert_to_tensor(weights, dtype))
+    n = int(num_classes) if num_classes is not None else None
+    return _make1("ConfusionMatrix", inputs, dtype, [n, n], name or "confusion_matrix",
+                  {"num_classes": n, "dtype": dtype})
+
+
 # --- Tensor operators ----------------------------------------------------------------------------
 
 def _rev(fn, default_name):
@@ -561,6 +579,32 @@ def _div_no_nan(rt):
     def run(x, y):
         zero = y == 0
         return xp.where(zero, xp.zeros((), x.dtype), x / xp.where(zero, xp.ones((), y.dtype), y))
+    return run
+
+
+@kernel("ConfusionMatrix")
+def _confusion_matrix(rt, num_classes, dtype):
+    xp = rt.xp
+    op = rt.op
+
+    def run(labels, predictions, weights=None):
+        labels = xp.asarray(labels).reshape(-1).astype("int64")
+        predictions = xp.asarray(predictions).reshape(-1).astype("int64")
+        if labels.shape != predictions.shape:
+            raise InvalidArgumentError(None, op, f"confusion_matrix: {labels.size} labels and "
+                                                 f"{predictions.size} predictions")
+        if labels.size and min(labels.min(), predictions.min()) < 0:
+            raise InvalidArgumentError(None, op, "confusion_matrix: labels and predictions "
+                                                 "must be non-negative")
+        n = num_classes if num_classes is not None else int(
+            max(labels.max(initial=-1), predictions.max(initial=-1)) + 1)
+        if labels.size and max(labels.max(), predictions.max()) >= n:
+            raise InvalidArgumentError(None, op, f"confusion_matrix: labels and predictions "
+                                                 f"must be < num_classes ({n})")
+        out = xp.zeros((n, n), dtype=dtype.np_dtype)
+        w = 1 if weights is None else xp.broadcast_to(weights, labels.shape)
+        xp.add.at(out, (labels, predictions), w)
+        return out
     return run
 
 
