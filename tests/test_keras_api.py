@@ -419,3 +419,45 @@ def test_custom_layers_load_through_custom_objects(tmp_path):
     loaded = keras.models.load_model(tmp_path / "custom.h5", custom_objects={"Scale": Scale})
     x = np.ones((1, 2), np.float32)
     np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6)
+
+
+# --- sub-models: get_layer, input/output, K.function ---------------------------------------------
+
+def test_feature_models_from_a_trained_model_share_its_weights():
+    x = np.random.default_rng(6).normal(size=(6, 3)).astype(np.float32)
+    inp = keras.Input((3,))
+    hidden = layers.Dense(4, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, layers.Dense(2)(hidden))
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.fit(x, np.ones((6, 2), np.float32), epochs=2, verbose=0)
+    assert model.get_layer("hidden") is model.get_layer(index=1)
+    with pytest.raises(ValueError, match="No such layer: nope"):
+        model.get_layer("nope")
+    features = keras.Model(model.input, model.get_layer("hidden").output)
+    w, b = model.get_layer("hidden").get_weights()
+    np.testing.assert_allclose(features.predict(x), np.maximum(x @ w + b, 0), rtol=1e-5,
+                               atol=1e-6)
+    # the same variables: training the model moves the feature model
+    model.fit(x, np.zeros((6, 2), np.float32), verbose=0)
+    w, b = model.get_layer("hidden").get_weights()
+    np.testing.assert_allclose(features.predict(x), np.maximum(x @ w + b, 0), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_sequential_layers_have_symbolic_outputs_and_k_function_runs_them():
+    x = np.random.default_rng(7).normal(size=(5, 3)).astype(np.float32)
+    model = keras.Sequential([layers.Dense(4, activation="relu", input_shape=(3,)),
+                              layers.Dense(2)])
+    w1, b1, w2, b2 = model.get_weights()
+    hidden = np.maximum(x @ w1 + b1, 0)
+    every = keras.Model(model.inputs, [layer.output for layer in model.layers]).predict(x)
+    np.testing.assert_allclose(every[0], hidden, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(every[1], hidden @ w2 + b2, rtol=1e-5, atol=1e-6)
+    first = K.function([model.input], [model.layers[0].output])
+    np.testing.assert_allclose(first([x])[0], hidden, rtol=1e-5, atol=1e-6)
+    with tf.Graph().as_default():
+        p = tf.placeholder(tf.float32, shape=(None, 2))
+        double = K.function([p], [p * 2])
+        np.testing.assert_array_equal(double([np.ones((1, 2), np.float32)])[0], [[2, 2]])
+    with pytest.raises(AttributeError, match="not connected"):
+        layers.Dense(2).output  # noqa: B018 -- the property raises

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # this module defines Keras's all/any/sum/max/min/abs/round/pow
 import re
 import threading
 from typing import Any
@@ -665,3 +666,37 @@ def print_tensor(x: Any, message: str = "") -> Any:
     out = core.py_func(show, [x], x.dtype)
     out.set_shape(x.shape)
     return out
+
+
+def function(inputs: Any, outputs: Any, updates: Any = None, name: str | None = None,
+             **kwargs: Any) -> Any:
+    """``K.function(inputs, outputs)``: a callable from input arrays to output arrays.
+
+    ``inputs``/``outputs`` are a model's symbolic tensors (``model.input``,
+    ``model.get_layer('x').output``) or graph tensors of one graph (placeholders in, any
+    tensors out)."""
+    if updates:
+        raise ValueError("K.function(updates=...) is not supported; run the update ops in a "
+                         "tf.Session")
+    single_in = not isinstance(inputs, (list, tuple))
+    single_out = not isinstance(outputs, (list, tuple))
+    ins = [inputs] if single_in else list(inputs)
+    outs = [outputs] if single_out else list(outputs)
+    if builtins.all(hasattr(t, "_keras_history") for t in ins + outs):
+        from .models import Model
+        model = Model(ins if len(ins) > 1 else ins[0], outs if len(outs) > 1 else outs[0])
+
+        def run_model(values: Any) -> list:
+            values = [values] if single_in else list(values)
+            got = model.predict_on_batch(values if len(values) > 1 else values[0])
+            return got if isinstance(got, list) else [got]
+        return run_model
+    graph = outs[0].graph
+
+    def run(values: Any) -> list:
+        values = [values] if single_in else list(values)
+        if len(values) != len(ins):
+            raise ValueError(f"this function takes {len(ins)} inputs, got {len(values)}")
+        initialize_variables(graph_variables(graph), graph)
+        return list(get_session(graph).run(outs, feed_dict=dict(zip(ins, values))))
+    return run

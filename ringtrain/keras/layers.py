@@ -458,7 +458,9 @@ class Layer:
             self._batch_input_shape = self._batch_input_shape or (
                 in_shape if isinstance(in_shape, tuple) else None)
         self._output_shape = out_shape
-        return KerasTensor(out_shape, self._dtype or dtype, self, (inputs, *args), kwargs)
+        out = KerasTensor(out_shape, self._dtype or dtype, self, (inputs, *args), kwargs)
+        self._inbound = (inputs, out)  # the latest functional-API call: layer.input / output
+        return out
 
     def _numpy_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
         """Run the layer on NumPy data through a cached placeholder graph."""
@@ -487,6 +489,24 @@ class Layer:
     # -- config --
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input of the layer's latest functional-API call."""
+        return self._latest_call()[0]
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output (KerasTensor) of the layer's latest functional-API call."""
+        return self._latest_call()[1]
+
+    def _latest_call(self) -> tuple[Any, Any]:
+        inbound = self.__dict__.get("_inbound")
+        if inbound is None:
+            raise AttributeError(f"Layer {self.name} is not connected, no input to return "
+                                 f"(call it on a tf.keras.Input, or use it in a Sequential "
+                                 f"model that has an input shape)")
+        return inbound
 
     @property
     def output_shape(self) -> Any:

@@ -81,6 +81,10 @@ class Model(Trainer, Layer):
     @property
     def graph(self) -> Any:
         if self._own_graph is None:
+            shared = self._graph_of_built_layers()
+            if shared is not None:  # a sub-model of another model's layers shares their graph
+                self._own_graph = shared
+                return shared
             # Eagerly, fit/evaluate/predict run a graph traced on the eager variables.
             graph = core.eager.FuncGraph(core.get_default_graph(), self.name) \
                 if core.executing_eagerly() else core.Graph()
@@ -89,6 +93,19 @@ class Model(Trainer, Layer):
             graph.seed = seed if seed is not None else core.get_default_graph().seed
             self._own_graph = graph
         return self._own_graph
+
+    def _graph_of_built_layers(self) -> Any:
+        """The graph whose variables this functional model's layers already hold, if any
+        (``Model(model.input, model.get_layer('x').output)`` reuses the trained weights)."""
+        if self._func_outputs is None:
+            return None
+        graphs = {id(layer._graph): layer._graph for layer in self._functional_layers()
+                  if layer.built and layer._graph is not None and layer.weights}
+        if len(graphs) > 1:
+            raise ValueError(f"model {self.name!r} uses layers whose weights live in "
+                             f"{len(graphs)} different models' graphs; build it from one "
+                             f"model's layers, or from new layers")
+        return next(iter(graphs.values()), None)
 
     @property
     def _is_chief(self) -> bool:
@@ -250,12 +267,46 @@ class Model(Trainer, Layer):
         self._build_from(shapes, _feed_dtype(first, self.dtype))
 
     @property
-    def inputs(self) -> Any:
-        return self._inputs_ph
+    def inputs(self) -> list:
+        """The model's symbolic inputs (KerasTensors), to build other models from."""
+        return _flat_inputs(self._symbolic_io()[0])
 
     @property
-    def outputs(self) -> Any:
-        return self._infer_out
+    def outputs(self) -> list:
+        return _flat_inputs(self._symbolic_io()[1])
+
+    @property
+    def input(self) -> Any:
+        ins = self.inputs
+        return ins[0] if len(ins) == 1 else ins
+
+    @property
+    def output(self) -> Any:
+        outs = self.outputs
+        return outs[0] if len(outs) == 1 else outs
+
+    def _symbolic_io(self) -> tuple[Any, Any]:
+        if self._func_outputs is None:
+            raise AttributeError(f"model {self.name!r} is subclassed: it has no symbolic "
+                                 f"inputs and outputs (call it on tensors instead)")
+        return self._func_inputs, self._func_outputs
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer of the model by name, or by index (in ``layers`` order)."""
+        candidates = self._summary_layers() if self._func_outputs is not None \
+            else list(self._sublayers)
+        if index is not None:
+            if name is not None:
+                raise ValueError("Provide only a layer name or a layer index")
+            if not -len(candidates) <= int(index) < len(candidates):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(candidates)} layers.")
+            return candidates[int(index)]
+        for layer in candidates:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[layer.name for layer in candidates]}.")
 
     # -- calling --
     def _numpy_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
@@ -529,6 +580,7 @@ class Sequential(Model):
     def _init_state(self) -> None:
         super()._init_state()
         self._input_shape_decl: tuple | None = None
+        self._symbolic_chain: tuple | None = None
 
     def __init__(self, layers: list | None = None, name: str | None = None):
         super().__init__(name=name)
@@ -555,6 +607,7 @@ class Sequential(Model):
             raise TypeError(f"Sequential.add takes a layer, got {type(layer).__name__}")
         if any(layer is s for s in self._sublayers):
             raise ValueError(f"layer {layer.name!r} is already in this model")
+        self._symbolic_chain = None
         if self._infer_out is not None:  # built (e.g. by summary()): extend the graph
             self._extend_built(layer)
             return
@@ -621,6 +674,21 @@ class Sequential(Model):
     def losses(self) -> list:
         self._maybe_build()
         return super().losses
+
+    def _symbolic_io(self) -> tuple[Any, Any]:
+        """A Sequential's symbolic input and output: its layers called once on a
+        ``tf.keras.Input`` of the declared shape (so ``layer.output`` exists, as in Keras)."""
+        if self._symbolic_chain is None:
+            if self._input_shape_decl is None:
+                raise AttributeError(f"Sequential model {self.name!r} has no input yet: give "
+                                     f"the first layer an input_shape, or add a tf.keras.Input")
+            from .layers import Input
+            start = Input(batch_shape=self._input_shape_decl, dtype=self._input_dtype)
+            x = start
+            for layer in self._sublayers:
+                x = layer(x)
+            self._symbolic_chain = (start, x)
+        return self._symbolic_chain
 
     def _maybe_build(self) -> None:
         # Keras builds a Sequential as soon as its input shape is known; we build on first need.
