@@ -20,14 +20,30 @@ number of the collective it last entered, even while its program computes. Then:
   waiting ranks, which print why and exit.
 
 The queries are tiny point-to-point messages that never touch the collectives' communicator.
+
+The warning comes with an autopsy of every late rank on this machine: where its program is
+(the innermost frame of its main thread outside ringtrain, the standard library and installed
+packages) and what it does there (computing, sleeping, blocked in I/O, waiting in another
+communicator's collective, stopped). Each rank registers ``faulthandler`` on ``SIGUSR2`` with a
+file of its own at start-up; the speaking rank signals the late ranks, whose C-level handler
+writes every thread's stack without needing the GIL (so a rank stuck in ``sum(range(10**10))``
+is found too), and reads the state of their main thread from ``/proc/PID/task/PID``.
 """
 
 from __future__ import annotations
 
+import atexit
+import faulthandler
 import os
+import platform
+import re
+import signal
 import sys
+import sysconfig
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +59,13 @@ HEARTBEAT = 0.1
 #: The pipe to this worker's ringrun shim (set by ``ringrun._worker``).
 STATUS_FD_VAR = "RINGRUN_STATUS_FD"
 _status: dict[str, int | None] = {}
+#: The signal that makes a rank write its stacks (faulthandler) for another rank's autopsy.
+STACK_SIGNAL = getattr(signal, "SIGUSR2", None)
+#: Seconds the autopsy waits for the late ranks' stack dumps.
+DUMP_WAIT = 1.0
+_dump: dict[str, Any] = {}
+#: Collectives in progress in this process per communicator's watchdog: {id: sequence number}.
+_waiting_in: dict[int, int] = {}
 
 
 def _status_fd() -> int | None:
@@ -90,6 +113,8 @@ class Watchdog:
         self.comm = mpi_comm.Dup()      # collective: every rank creates its watchdog together
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        # Every rank's (machine, pid, stack-dump file): the autopsy signals ranks of this one.
+        self.peers = self.comm.allgather((_machine(), os.getpid(), _stack_dump_file()))
         self.warn_after = warn_after
         self.timeout = timeout
         # A shim (ringrun) decides whether this rank is frozen; else the waiting ranks do.
@@ -114,9 +139,11 @@ class Watchdog:
         self.kind = kind
         self.entered += 1
         self.since = time.monotonic()
+        _waiting_in[id(self)] = self.entered
 
     def leave(self) -> None:
         self.since = None
+        _waiting_in.pop(id(self), None)
 
     def close(self) -> None:
         """Stop the thread and free its communicator (collective: every rank closes)."""
@@ -139,7 +166,10 @@ class Watchdog:
             source = status.Get_source()
             self.comm.Recv([self._query, self._MPI.INT64_T], source, _QUERY)
             waiting = 1 if self.since is not None else 0
-            reply = np.array([self.entered, waiting], dtype=np.int64)
+            # The collective this process waits in on another communicator, if any.
+            elsewhere = max((seq for key, seq in list(_waiting_in.items()) if key != id(self)),
+                            default=0)
+            reply = np.array([self.entered, waiting, elsewhere], dtype=np.int64)
             self.comm.Send([reply, self._MPI.INT64_T], source, _REPLY)
 
     def _poll_answers(self, now: float) -> None:
@@ -149,15 +179,15 @@ class Watchdog:
         for r, (req, buf, send, _) in list(self._pending.items()):
             if req.Test():
                 send.Wait()
-                self._answers[r] = (int(buf[0]), int(buf[1]), now)
+                self._answers[r] = (int(buf[0]), int(buf[1]), int(buf[2]), now)
                 del self._pending[r]
         for r in range(self.size):
             if r == self.rank or r in self._pending:
                 continue
             answer = self._answers.get(r)
-            if answer is not None and now - answer[2] < self.window / 2:
+            if answer is not None and now - answer[3] < self.window / 2:
                 continue
-            buf = np.zeros(2, dtype=np.int64)
+            buf = np.zeros(3, dtype=np.int64)
             req = self.comm.Irecv([buf, MPI.INT64_T], r, _REPLY)
             send = self.comm.Isend([np.array([self.entered], dtype=np.int64), MPI.INT64_T],
                                    r, _QUERY)
@@ -220,9 +250,9 @@ class Watchdog:
         waiting_ranks = [self.rank]
         for r in range(self.size):
             answer = self._answers.get(r)
-            if r == self.rank or r in silent or answer is None or now - answer[2] > self.window:
+            if r == self.rank or r in silent or answer is None or now - answer[3] > self.window:
                 continue
-            entered, waiting, _ = answer
+            entered, waiting, _, _ = answer
             if entered == seq and waiting:
                 waiting_ranks.append(r)
             else:
@@ -232,13 +262,209 @@ class Watchdog:
         parts = [f"rank {r} (at #{e}: still computing)" if e < seq
                  else f"rank {r} (has left #{e})" for r, e in behind]
         parts += [f"rank {r} (does not answer)" for r in sorted(silent)]
-        _say(f"{self.kind} #{seq} has waited {now - since:.0f} s for {', '.join(parts)} "
-             f"(RINGTRAIN_STALL_WARNING)")
+        lines = [(f"{self.kind} #{seq} has waited {now - since:.0f} s for {', '.join(parts)} "
+                  f"(RINGTRAIN_STALL_WARNING)")]
+        late = sorted([r for r, _ in behind] + list(silent))
+        for r, what in self._autopsy(late).items():
+            lines.append(f"  rank {r}: {what}")
+        _say("\n".join(lines))
+
+    def _autopsy(self, ranks: list[int]) -> dict[int, str]:
+        """What each of ``ranks`` on this machine does and where (see the module docstring)."""
+        here = self.peers[self.rank][0]
+        dumps: dict[int, tuple[int, str, int]] = {}     # rank -> (pid, path, size before)
+        found: dict[int, str] = {}
+        for r in ranks:
+            machine, pid, path = self.peers[r]
+            if machine != here or path is None:
+                continue
+            state = _thread_state(pid)
+            if state is None:
+                found[r] = "gone"
+            elif state in "TtDZ":           # its handler cannot run now
+                found[r] = _STATES.get(state, f"state {state}")
+            else:
+                try:
+                    size = os.path.getsize(path)
+                    os.kill(pid, STACK_SIGNAL)
+                except OSError:
+                    continue
+                dumps[r] = (pid, path, size)
+        stacks = _read_dumps(dumps)
+        for r, (pid, _, _) in dumps.items():
+            answer = self._answers.get(r)
+            elsewhere = answer[2] if answer is not None else 0
+            found[r] = _describe(pid, stacks.get(r), elsewhere)
+        return {r: found[r] for r in sorted(found)}
 
 
-def _say(line: str) -> None:
-    sys.stderr.write(f"ringtrain: {line}\n")
+def _say(text: str) -> None:
+    sys.stderr.write("".join(f"ringtrain: {line}\n" for line in text.splitlines()))
     sys.stderr.flush()
+
+
+# --- the autopsy of a late rank --------------------------------------------------------------
+_STATES = {"T": "stopped (state T)", "t": "stopped by a debugger (state t)",
+           "D": "blocked in I/O (state D: uninterruptible)", "Z": "exited (zombie)"}
+#: x86-64 system calls a waiting main thread sits in, by what they mean.
+_SLEEP_CALLS = {35, 230}
+_IO_CALLS = {0, 1, 7, 17, 18, 19, 20, 23, 43, 45, 47, 61, 202, 232, 247, 270, 271, 281, 288}
+_HEADER = re.compile(r"^(?:Current thread|Thread) 0x([0-9a-f]+)", re.MULTILINE)
+_FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
+_LIBRARY_DIRS = tuple({str(Path(p).resolve()) + os.sep for p in (
+    sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
+    sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+    Path(__file__).resolve().parents[1])})
+
+
+def _machine() -> str:
+    """This machine and PID namespace: pids are comparable between ranks with equal values."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def _stack_dump_file() -> str | None:
+    """This process's stack-dump file (registered once for STACK_SIGNAL), or None where the
+    program handles that signal itself or there is no /proc."""
+    if "path" not in _dump:
+        _dump["path"] = None
+        if STACK_SIGNAL is not None and _machine() and \
+                signal.getsignal(STACK_SIGNAL) in (signal.SIG_DFL, None):
+            try:
+                fd, path = tempfile.mkstemp(prefix=f"ringtrain-stacks-{os.getpid()}-",
+                                            suffix=".txt")
+                dump = os.fdopen(fd, "w")
+                dump.write(f"main thread 0x{threading.main_thread().ident:x}\n")
+                dump.flush()
+                faulthandler.register(STACK_SIGNAL, file=dump, all_threads=True)
+            except (OSError, RuntimeError, ValueError):
+                return None
+            _dump.update(path=path, file=dump)
+            atexit.register(_remove_dump_file)
+    return _dump["path"]
+
+
+def _remove_dump_file() -> None:
+    if _dump.get("path"):
+        faulthandler.unregister(STACK_SIGNAL)
+        _dump["file"].close()
+        os.unlink(_dump["path"])
+        _dump["path"] = None
+
+
+def _thread_state(pid: int) -> str | None:
+    """The state letter of ``pid``'s main thread, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat.rpartition(b")")[2].split()[0].decode()
+
+
+def _read_dumps(dumps: dict[int, tuple[int, str, int]]) -> dict[int, tuple[str, str]]:
+    """(new text, header line) of each rank's dump file, once it has stopped growing
+    (DUMP_WAIT at most)."""
+    texts: dict[int, tuple[str, str]] = {}
+    sizes = {r: size for r, (_, _, size) in dumps.items()}
+    deadline = time.monotonic() + DUMP_WAIT
+    while len(texts) < len(dumps) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        for r, (_, path, before) in dumps.items():
+            if r in texts:
+                continue
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                texts[r] = ("", "")
+                continue
+            if size > before and size == sizes[r]:      # grew, then stayed for one poll
+                with open(path, errors="replace") as f:
+                    header = f.readline().strip()
+                    f.seek(before)
+                    texts[r] = (f.read(), header)
+            sizes[r] = size
+    return {r: text for r, text in texts.items() if text[0]}
+
+
+def main_thread_stack(dump: str, header: str) -> list[tuple[str, int, str]]:
+    """(file, line, function) of the main thread in a faulthandler dump, innermost first;
+    ``header`` is the dump file's first line (``main thread 0x...``)."""
+    if not header.startswith("main thread 0x"):
+        return []
+    main = int(header.split()[-1], 16)
+    frames: list[tuple[str, int, str]] = []
+    current = None
+    for line in dump.splitlines():
+        head = _HEADER.match(line)
+        if head:
+            current = int(head.group(1), 16)
+            continue
+        frame = _FRAME.match(line)
+        if frame and current == main:
+            frames.append((frame.group(1), int(frame.group(2)), frame.group(3)))
+    return frames
+
+
+def _is_user_file(filename: str) -> bool:
+    if filename.startswith("<"):
+        return False
+    try:
+        resolved = str(Path(filename).resolve())
+    except OSError:
+        resolved = filename
+    return not resolved.startswith(_LIBRARY_DIRS)
+
+
+def _short(filename: str) -> str:
+    """``filename`` relative to the working directory when it lies below it."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+def _describe(pid: int, dump: tuple[str, str] | None, elsewhere: int) -> str:
+    """What a late rank does and where, from its stack dump and /proc."""
+    where = ""
+    inside = None               # the outermost ringtrain/library call the user frame made
+    frames = main_thread_stack(*dump) if dump else []
+    for i, (filename, line, function) in enumerate(frames):
+        if _is_user_file(filename):
+            where = f" at {_short(filename)}:{line} in {function}"
+            inside = frames[i - 1] if i > 0 else None
+            break
+    state = _thread_state(pid)
+    if state is None:
+        return "gone"
+    if state in _STATES:
+        return _STATES[state] + where
+    ringtrain_dir = str(Path(__file__).resolve().parents[1]) + os.sep
+    if inside is not None and str(Path(inside[0]).resolve()).startswith(ringtrain_dir) \
+            and elsewhere:
+        return f"waiting in {inside[2]} #{elsewhere} of another communicator{where}"
+    if state == "R":
+        return f"computing{where}"
+    call = _syscall(pid)
+    if call in _SLEEP_CALLS:
+        return f"sleeping{where}"
+    if call in _IO_CALLS:
+        return f"blocked in I/O or a lock (system call {call}){where}"
+    return f"waiting (state {state}){where}"
+
+
+def _syscall(pid: int) -> int | None:
+    """The system call ``pid``'s main thread sits in (x86-64 numbers), or None."""
+    if platform.machine() != "x86_64":
+        return None
+    try:
+        first = Path(f"/proc/{pid}/task/{pid}/syscall").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(first) if first.isdigit() else None
 
 
 def start(mpi_comm: Any) -> Watchdog | None:
