@@ -287,3 +287,28 @@ def test_keras_on_eager_tensors_custom_loop_and_fit():
     weights = model.get_weights()
     model.set_weights([np.zeros_like(w) for w in weights])
     assert float(tf.reduce_sum(tf.abs(model(x)))) == 0.0
+
+
+def test_keras_stateful_metrics_update_inside_tf_function():
+    accuracy = tf.keras.metrics.SparseCategoricalAccuracy()
+    mean = tf.keras.metrics.Mean()
+    traces = []
+
+    @tf.function
+    def step(labels, probabilities):
+        traces.append(1)
+        accuracy.update_state(labels, probabilities)    # runs on every call, not at tracing
+        mean.update_state(tf.reduce_max(probabilities, axis=1))
+        return tf.reduce_sum(probabilities)
+
+    labels = np.array([1, 0, 1])
+    probabilities = np.array([[0.1, 0.9], [0.3, 0.7], [0.6, 0.4]], np.float32)
+    for _ in range(3):
+        step(labels, probabilities)
+    assert traces == [1]
+    assert accuracy.result() == pytest.approx(1 / 3) and mean.result() == pytest.approx(
+        (0.9 + 0.7 + 0.6) / 3)
+    accuracy.update_state(labels[:1], tf.constant(probabilities[:1]))   # eagerly
+    assert accuracy.result() == pytest.approx(4 / 10)
+    with tf.Graph().as_default(), pytest.raises(TypeError, match="not graph tensors"):
+        accuracy.update_state(tf.constant(labels), tf.constant(probabilities))

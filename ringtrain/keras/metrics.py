@@ -3,6 +3,7 @@ and the stateful metric classes (update_state / result / reset_states)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,32 @@ class MetricResult(float):
         return np.float32(self)
 
 
+def _runs_in_traced_graphs(update: Callable) -> Callable:
+    """``update_state`` called on the tensors of a tf.function being traced becomes a py_func
+    op of its graph: the update then runs on the values every time the function runs (the
+    metric's state stays in Python)."""
+
+    @functools.wraps(update)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        names = list(kwargs)
+        values = [*args, *(kwargs[k] for k in names)]
+        traced = [isinstance(v, core.Tensor) and v.graph._variable_home is not v.graph
+                  for v in values]
+        if not any(traced):
+            return update(self, *args, **kwargs)
+
+        def run(*arrays: Any) -> np.int32:
+            given = iter(arrays)
+            filled = [next(given) if t else v for v, t in zip(values, traced)]
+            update(self, *filled[:len(args)], **dict(zip(names, filled[len(args):])))
+            return np.int32(0)
+
+        return core.py_func(run, [v for v, t in zip(values, traced) if t], core.int32,
+                            name=f"{self.name}_update_state")
+
+    return wrapper
+
+
 class Metric:
     """A Keras metric, used two ways.
 
@@ -50,10 +77,16 @@ class Metric:
     ops, and fit/evaluate report their mean over the epoch.
 
     Standalone (custom training loops), as a stateful metric: ``update_state(...)`` (or calling
-    the metric) accumulates NumPy values (or values a Session returned), ``result()`` gives the
-    value so far and ``reset_states()`` starts over. Metrics of a function ``fn(y_true,
+    the metric) accumulates NumPy values (or values a Session returned, or eager tensors; inside
+    a tf.function, each run of the function), ``result()`` gives the value so far and
+    ``reset_states()`` starts over. Metrics of a function ``fn(y_true,
     y_pred)`` average its per-sample values, weighted by ``sample_weight``.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "update_state" in cls.__dict__:
+            cls.update_state = _runs_in_traced_graphs(cls.__dict__["update_state"])
 
     def __init__(self, fn: Callable | None = None, name: str | None = None, dtype: Any = None,
                  **kwargs: Any):
@@ -78,6 +111,7 @@ class Metric:
 
     reset_state = reset_states
 
+    @_runs_in_traced_graphs
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         values = self._per_sample(_numpy(y_true), _numpy(y_pred))
         self._accumulate(values, sample_weight)
