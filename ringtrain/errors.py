@@ -7,8 +7,11 @@ class RingtrainError(Exception):
 
 # --- distribution ----------------------------------------------------------------------------
 
-class CommError(RingtrainError):
-    """A collective or the engine under it (MPI, NCCL) failed."""
+class CommError(RingtrainError, RuntimeError):
+    """A collective or the engine under it (MPI, NCCL) failed.
+
+    Also a RuntimeError, as Horovod's collective errors are, so ``except RuntimeError`` in a
+    ported script catches it."""
 
 
 class CollectiveMismatch(CommError):

@@ -86,8 +86,8 @@ def test_local_collectives_are_copies(comm, dtype):
         assert y is not x and y.dtype == x.dtype and np.array_equal(y, x)
     if np.dtype(dtype).kind == "f":
         assert np.array_equal(comm.allreduce(x, op="avg"), x)
-    h = comm.allreduce(x, async_op=True)
-    assert h.done() and np.array_equal(h.wait(), x)
+    h = comm.allreduce(x, async_op=True)       # runs on the communication thread
+    assert np.array_equal(h.wait(), x) and h.done()
     out = np.zeros_like(x)
     assert comm.allreduce(x, out=out) is out and np.array_equal(out, x)
     assert np.array_equal(comm.broadcast(x), x)

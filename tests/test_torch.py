@@ -388,7 +388,7 @@ def test_collective_argument_errors():
         hvd.allreduce(torch.ones(2), prescale_factor="2")
     with pytest.raises(ValueError, match="at least one dimension"):
         hvd.alltoall(torch.tensor(1.0))
-    with pytest.raises(TypeError, match="splits must hold integers"):
+    with pytest.raises(ValueError, match="splits must hold integers"):
         hvd.alltoall(torch.ones(2), splits=[1.5])
     with pytest.raises(ValueError, match="not a handle"):
         hvd.poll(10 ** 9)

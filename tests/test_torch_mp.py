@@ -23,6 +23,19 @@ def test_horovod_semantics(ringrun, n, overlap, tmp_path):
         res.describe()
 
 
+PARITY_CHECKS = ["errors", "names", "grouped", "reducescatter", "product-scaling", "sparse",
+                 "async", "optimizer", "introspection"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_horovod_parity(ringrun, n):
+    # Errors that leave the job usable, names in flight, grouped collectives, reducescatter,
+    # Product, integer scaling, sparse all-reduce, async handles, optimizer warnings and state.
+    res = ringrun(n, "tests/mp/torch_horovod_parity.py", timeout=100).check()
+    assert res.stdout_of(0) == [f"OK {name}" for name in PARITY_CHECKS] + ["DONE 9"], \
+        res.describe()
+
+
 @pytest.mark.parametrize("n", [2, 3])
 def test_equivalence_with_one_process(ringrun, n):
     # Small buckets (200 bytes) so that the gradients span fused and one-parameter buckets,

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .base import ReduceOp
 from .common import CommunicatorBase
-from .executor import DoneHandle
 
 
 class LocalCommunicator(CommunicatorBase):
     """Every collective of a world of one: results are copies of the input (AVG divides by 1).
 
-    Calls run immediately; ``async_op=True`` returns an already completed handle.
+    ``async_op=True`` runs on the communication thread as with every backend, so an async
+    call is really asynchronous (Horovod's ``poll()`` may be False before ``synchronize``).
     """
 
     backend = "local"
 
     def __init__(self, check: bool | None = None):
         super().__init__(rank=0, world_size=1, local_rank=0, local_size=1, check=check)
-
-    def _launch(self, job: Callable[[], Any], async_op: bool, refs: tuple) -> Any:
-        result = self._executor.run(job)
-        return DoneHandle(result) if async_op else result
 
     def _verify(self, desc: bytes, first_dim_free: bool = False):
         return None     # one rank cannot disagree with itself

@@ -7,11 +7,13 @@
     hvd.broadcast_optimizer_state(optimizer, root_rank=0)
 
 Collectives match by call order (every worker must call them in the same order with the same
-shapes and dtypes); ``name=`` arguments are accepted and ignored. Importing this module imports
-torch; ``import ringtrain`` alone never does.
+shapes and dtypes); a ``name=`` still in flight refuses a second operation, as in Horovod.
+Importing this module imports torch; ``import ringtrain`` alone never does.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from ..world import process_group as _pg
 from ._chief import SummaryWriter, load_checkpoint, save_checkpoint
@@ -40,8 +42,19 @@ from ._ops import (
     broadcast_async_,
     broadcast_object,
     global_process_set,
+    grouped_allgather,
+    grouped_allgather_async,
+    grouped_allreduce,
+    grouped_allreduce_,
+    grouped_allreduce_async,
+    grouped_allreduce_async_,
+    grouped_reducescatter,
+    grouped_reducescatter_async,
     join,
     poll,
+    reducescatter,
+    reducescatter_async,
+    sparse_allreduce_async,
     synchronize,
 )
 from ._optimizer import DistributedOptimizer, broadcast_optimizer_state, broadcast_parameters
@@ -106,25 +119,70 @@ def is_chief() -> bool:
     return _pg.is_chief()
 
 
-def mpi_enabled() -> bool:
-    """True when the collectives run over MPI."""
-    return _pg.comm().backend == "mpi"
-
+# --- what this build can do (Horovod's introspection functions), answered for ringtrain --------
 
 def mpi_built() -> bool:
-    return True
+    """True: ringtrain's collectives between processes run over MPI (mpi4py)."""
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def mpi_enabled() -> bool:
+    """True when this job's collectives run over MPI (False in a world of one without a
+    launcher, which needs no MPI)."""
+    return _pg.comm().backend in ("mpi", "nccl")
+
+
+def mpi_threads_supported() -> bool:
+    """True when MPI runs with MPI_THREAD_MULTIPLE (ringtrain itself needs only SERIALIZED)."""
+    if not mpi_enabled():
+        return False
+    from mpi4py import MPI
+
+    return MPI.Query_thread() == MPI.THREAD_MULTIPLE
+
+
+def nccl_built() -> int:
+    """The NCCL version ringtrain's ``nccl`` backend would use (CuPy's), or 0 without one.
+    ``ringtrain.torch`` itself moves CPU tensors only."""
+    if importlib.util.find_spec("cupy") is None:
+        return 0
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return 0
+    return int(nccl.get_version())
+
+
+def gloo_built() -> bool:
+    """False: ringtrain has no Gloo controller."""
+    return False
 
 
 def gloo_enabled() -> bool:
     return False
 
 
-def gloo_built() -> bool:
+def ccl_built() -> bool:
+    """False: no oneCCL support."""
     return False
 
 
-def nccl_built() -> bool:
+def cuda_built() -> bool:
+    """False: ringtrain.torch's collectives take CPU tensors (no CUDA operations built)."""
     return False
+
+
+def rocm_built() -> bool:
+    return False
+
+
+def ddl_built() -> bool:
+    return False
+
+
+def is_homogeneous() -> bool:
+    """True when every machine runs the same number of workers."""
+    return _pg.comm().allgather_object(_pg.local_size()).count(_pg.local_size()) == _pg.size()
 
 
 __all__ = [
@@ -132,9 +190,13 @@ __all__ = [
     "Min", "Product", "ShardSampler", "Sum", "SummaryWriter", "allgather", "allgather_async",
     "allgather_object", "allreduce", "allreduce_", "allreduce_async", "allreduce_async_",
     "alltoall", "barrier", "broadcast", "broadcast_", "broadcast_async", "broadcast_async_",
-    "broadcast_object", "broadcast_optimizer_state", "broadcast_parameters", "cross_rank",
-    "cross_size", "global_process_set", "gloo_built", "gloo_enabled", "init", "is_chief",
-    "is_initialized", "join", "load_checkpoint", "local_rank", "local_size", "mpi_built",
-    "mpi_enabled", "nccl_built", "poll", "rank", "save_checkpoint", "shutdown", "size",
-    "synchronize",
+    "broadcast_object", "broadcast_optimizer_state", "broadcast_parameters", "ccl_built",
+    "cross_rank", "cross_size", "cuda_built", "ddl_built", "global_process_set", "gloo_built",
+    "gloo_enabled", "grouped_allgather", "grouped_allgather_async", "grouped_allreduce",
+    "grouped_allreduce_", "grouped_allreduce_async", "grouped_allreduce_async_",
+    "grouped_reducescatter", "grouped_reducescatter_async", "init", "is_chief",
+    "is_homogeneous", "is_initialized", "join", "load_checkpoint", "local_rank", "local_size",
+    "mpi_built", "mpi_enabled", "mpi_threads_supported", "nccl_built", "poll", "rank",
+    "reducescatter", "reducescatter_async", "rocm_built", "save_checkpoint", "shutdown", "size",
+    "sparse_allreduce_async", "synchronize",
 ]

@@ -38,6 +38,7 @@ still take part in the same collectives.
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -250,6 +251,7 @@ class GradientEngine:
         self.overlap = overlap_by_default(self.comm) if overlap is None else bool(overlap)
         self.accumulate = 0             # depth of no_sync() contexts
         self.skip = False               # inside optimizer.skip_synchronize()
+        self.user_synchronized = False  # optimizer.synchronize() was called since the last step
         self.closed: str | bool = False
         self._passes = 0                # backward passes counted in the current round
         self._task: int | None = None   # the backward pass whose end-of-pass callback is queued
@@ -484,11 +486,19 @@ class GradientEngine:
             self._finish_round()
 
     def before_step(self) -> None:
-        if not self.skip:
-            self.synchronize()
+        if self.skip:
+            return
+        if self.user_synchronized:
+            warnings.warn("optimizer.step() called without optimizer.skip_synchronize() after "
+                          "optimizer.synchronize(): step() synchronizes again (a no-op unless "
+                          "backward ran in between). Wrap step() in 'with "
+                          "optimizer.skip_synchronize():' when you synchronize() yourself, "
+                          "e.g. to clip gradients.", stacklevel=4)
+        self.synchronize()
 
     def after_step(self) -> None:
         self._rounds_since_step = 0
+        self.user_synchronized = False
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         """Average gradients before every ``optimizer.step()``."""

@@ -37,13 +37,23 @@ class _Unsupported:
         return f"hvd.{self.name}"
 
 
+class _ProductOp:
+    """``hvd.Product``: the element-wise product over workers. The communicators reduce with
+    sum/avg/min/max only, so a product gathers every worker's tensor and multiplies them here
+    (memory: size() copies; fine for the small tensors products are used for)."""
+
+    name = "Product"
+
+    def __repr__(self) -> str:
+        return "hvd.Product"
+
+
 Adasum = _Unsupported("Adasum", "use op=hvd.Average (the default) and scale the learning rate "
                                 "by hvd.size()")
-Product = _Unsupported("Product", "reduce logarithms with op=hvd.Sum, or gather with "
-                                  "hvd.allgather and multiply")
+Product = _ProductOp()
 
 
-def resolve_op(op: Any, average: bool | None, what: str) -> ReduceOp:
+def resolve_op(op: Any, average: bool | None, what: str) -> Any:
     """Horovod's op/average arguments as a ReduceOp (default Average)."""
     if op is not None and average is not None:
         raise ValueError(f"{what}: got both op= and the deprecated average=; pass only "
@@ -53,9 +63,9 @@ def resolve_op(op: Any, average: bool | None, what: str) -> ReduceOp:
     if isinstance(op, _Unsupported):
         raise NotImplementedError(f"{what}: op=hvd.{op.name} is not supported by ringtrain; "
                                   f"{op.advice}")
-    if not isinstance(op, ReduceOp):
-        raise TypeError(f"{what}: op must be hvd.Average, hvd.Sum, hvd.Min or hvd.Max, "
-                         f"got {op!r}")
+    if not isinstance(op, (ReduceOp, _ProductOp)):
+        raise TypeError(f"{what}: op must be hvd.Average, hvd.Sum, hvd.Min, hvd.Max or "
+                        f"hvd.Product, got {op!r}")
     return op
 
 
@@ -87,22 +97,67 @@ def _check_root(root_rank: Any, what: str) -> int:
 # --- handles -------------------------------------------------------------------------------------
 
 class _Pending:
-    __slots__ = ("finish", "handle")
+    __slots__ = ("finish", "handles", "key")
 
-    def __init__(self, handle: Any, finish: Callable[[Any], Any]):
-        self.handle = handle        # the communicator's Handle (keeps the buffers alive)
-        self.finish = finish        # turns the handle's result into the tensor(s) returned
+    def __init__(self, handles: list, finish: Callable[[list], Any], key: tuple | None):
+        self.handles = handles      # the communicator's Handles (they keep the buffers alive)
+        self.finish = finish        # turns the handles' results into what synchronize returns
+        self.key = key              # (kind, name) while a named operation is in flight
 
 
 _handles: dict[int, _Pending] = {}
 _handle_ids = itertools.count(1)
 _handle_lock = threading.Lock()
+# (kind, name) of named operations not synchronized yet: Horovod refuses a second one.
+_in_flight: set[tuple[str, str]] = set()
 
 
-def _register(handle: Any, finish: Callable[[Any], Any]) -> int:
+def _claim_name(kind: str, name: Any, what: str) -> tuple[str, str] | None:
+    """Reserve ``name`` for an operation of ``kind`` until it is synchronized.
+
+    A name already in flight raises ValueError here; the other workers, which did not call
+    this operation, get CollectiveMismatch from the contract check instead of waiting for it
+    (every worker that made the same duplicate call raises the same ValueError)."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"{what}: name must be a str or None, got {type(name).__name__}")
+    key = (kind, name)
+    with _handle_lock:
+        if key not in _in_flight:
+            _in_flight.add(key)
+            return key
+    group = comm()
+    group._abandon(kind)        # take part in the contract check, so no worker waits for us
+    raise ValueError(f"{what}: an {kind} named {name!r} is still in flight (not synchronized); "
+                     f"names of concurrent operations must be unique: synchronize the first "
+                     f"one or pick another name")
+
+
+def _submit(key: tuple[str, str] | None, start: Callable[[], Any]) -> Any:
+    """``start()`` (which submits a collective); the name is released if it fails."""
+    try:
+        return start()
+    except BaseException:
+        _release_name(key)
+        raise
+
+
+def _release_name(key: tuple[str, str] | None) -> None:
+    if key is not None:
+        with _handle_lock:
+            _in_flight.discard(key)
+
+
+def _register(handles: Any, finish: Callable[[Any], Any], key: tuple | None = None,
+              grouped: bool = False) -> int:
+    """A handle id for one communicator handle (``finish`` gets its result) or, ``grouped``,
+    for a list of them (``finish`` gets the list of results)."""
+    pending = _Pending(list(handles) if grouped else [handles],
+                       finish if grouped else (lambda results: finish(results[0])), key)
     with _handle_lock:
         handle_id = next(_handle_ids)
-        _handles[handle_id] = _Pending(handle, finish)
+        _handles[handle_id] = pending
     return handle_id
 
 
@@ -113,7 +168,7 @@ def poll(handle: int) -> bool:
     if pending is None:
         raise ValueError(f"poll: {handle!r} is not a handle of a pending operation (it was "
                          f"never returned by an *_async function, or was already synchronized)")
-    return pending.handle.done()
+    return all(h.done() for h in pending.handles)
 
 
 def synchronize(handle: int) -> Any:
@@ -122,58 +177,100 @@ def synchronize(handle: int) -> Any:
         pending = _handles.pop(handle, None)
     if pending is None:
         return None
-    return pending.finish(pending.handle.wait())
+    try:
+        results = [h.wait() for h in pending.handles]
+    finally:
+        _release_name(pending.key)
+    return pending.finish(results)
 
 
 def _clear_handles() -> None:
     with _handle_lock:
         _handles.clear()
+        _in_flight.clear()
 
 
 # --- allreduce -----------------------------------------------------------------------------------
 
-def _allreduce_async(tensor: torch.Tensor, in_place: bool, op: ReduceOp, prescale: float,
-                     postscale: float, what: str) -> int:
+def _scaled(tensor: torch.Tensor, factor: float) -> torch.Tensor:
+    """``tensor * factor`` in ``tensor``'s dtype, computed as Horovod does: integers in
+    float64, half precision in float32, then cast back (integers truncate toward zero)."""
+    if not tensor.is_floating_point():
+        return (tensor.double() * factor).to(tensor.dtype)
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        return (tensor.float() * factor).to(tensor.dtype)
+    return tensor * factor
+
+
+def _reduce_input(tensor: torch.Tensor, in_place: bool, op: Any, prescale: float,
+                  what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(source, work)``: the detached input and the contiguous tensor that travels (the
+    input's own memory when in place and possible, else a copy; bfloat16 as float32)."""
+    _convert.check_tensor(tensor, what)
+    if tensor.dtype == torch.bool and op in (Sum, Average, Product):
+        raise TypeError(f"{what}: op=hvd.{op.name.title()} is not defined for bool tensors; use hvd.Max or "
+                        f"hvd.Min, or cast to an integer dtype")
+    source = tensor.detach()
+    if prescale != 1.0:
+        work = _scaled(source, prescale).contiguous()
+    elif in_place and source.is_contiguous() and _convert.reducible(source):
+        work = source
+    else:
+        work = source.clone(memory_format=torch.contiguous_format)
+    if not _convert.reducible(work):
+        work = work.float()
+    return source, work
+
+
+def _wire_op(op: Any, work: torch.Tensor) -> ReduceOp:
+    # The collectives average floating dtypes only; integers are summed, then divided here.
+    return Sum if op is Average and not work.is_floating_point() else op
+
+
+def _reduce_output(tensor: torch.Tensor, source: torch.Tensor, result: torch.Tensor,
+                   in_place: bool, op: Any, sent: ReduceOp, world: int,
+                   postscale: float) -> torch.Tensor:
+    """The reduced ``result`` (in the work dtype) as the caller's tensor: averaged when the
+    wire summed, post-scaled, cast back, or copied into ``tensor`` when in place."""
+    if op is Average and sent is Sum:
+        result = torch.div(result, world, rounding_mode="trunc") \
+            if not result.is_floating_point() else result.div_(world)
+    if postscale != 1.0:
+        result = _scaled(result, postscale)
+    if not in_place:
+        return result.to(source.dtype)
+    if result.data_ptr() != source.data_ptr():
+        with torch.no_grad():
+            source.copy_(result)
+    return tensor
+
+
+def _allreduce_async(tensor: torch.Tensor, in_place: bool, op: Any, prescale: float,
+                     postscale: float, what: str, name: Any = None) -> int:
     """All-reduce ``tensor`` into a new tensor or, ``in_place``, into ``tensor`` itself.
 
     The reduction runs in place on ``work``: the tensor's own memory when that is possible
     (in place, contiguous, a dtype NumPy can reduce), else a contiguous copy.
     """
-    _convert.check_tensor(tensor, what)
-    if tensor.dtype == torch.bool and op in (Sum, Average):
-        raise TypeError(f"{what}: op={op.name} is not defined for bool tensors; use hvd.Max or "
-                        f"hvd.Min, or cast to an integer dtype")
-    source = tensor.detach()
-    # The collectives average floating dtypes only; integers are summed, then divided here.
-    integer_average = op is Average and not source.is_floating_point()
-    if not _convert.reducible(source):
-        work = source.to(torch.float32, memory_format=torch.contiguous_format)
-    elif in_place and source.is_contiguous():
-        work = source
-    else:
-        work = source.clone(memory_format=torch.contiguous_format)
-    if prescale != 1.0:
-        work.mul_(prescale)
-    array = _convert.as_array(work)
+    source, work = _reduce_input(tensor, in_place, op, prescale, what)
+    key = _claim_name("allreduce", name, what)
     group = comm()
-    handle = group.allreduce(array, op=Sum if integer_average else op, out=array,
-                             async_op=True)
+    if op is Product:
+        handle = _submit(key, lambda: group.allgather(_convert.as_array(work.reshape(1, -1)),
+                                                      async_op=True))
 
-    def finish(_result: Any) -> torch.Tensor:
-        result = work
-        if integer_average:
-            result = torch.div(result, group.world_size, rounding_mode="trunc")
-        if postscale != 1.0:
-            result = result.mul_(postscale) if result.is_floating_point() \
-                else (result * postscale).to(result.dtype)
-        if not in_place:
-            return result.to(source.dtype)
-        if result.data_ptr() != source.data_ptr():
-            with torch.no_grad():
-                source.copy_(result)
-        return tensor
+        def finish_product(gathered: Any) -> torch.Tensor:
+            stacked = _convert.from_array(gathered, work.dtype)
+            product = stacked.prod(dim=0).to(work.dtype).reshape(work.shape)
+            return _reduce_output(tensor, source, product, in_place, op, op,
+                                  group.world_size, postscale)
 
-    return _register(handle, finish)
+        return _register(handle, finish_product, key)
+    array = _convert.as_array(work)
+    sent = _wire_op(op, work)
+    handle = _submit(key, lambda: group.allreduce(array, op=sent, out=array, async_op=True))
+    return _register(handle, lambda _result: _reduce_output(
+        tensor, source, work, in_place, op, sent, group.world_size, postscale), key)
 
 
 def allreduce_async(tensor: torch.Tensor, average: bool | None = None, name: str | None = None,
@@ -182,15 +279,16 @@ def allreduce_async(tensor: torch.Tensor, average: bool | None = None, name: str
     """Start averaging (or summing, min, max) ``tensor`` over all workers; returns a handle.
 
     The input is not modified; ``synchronize(handle)`` returns a new tensor
-    ``postscale_factor * op(prescale_factor * tensor)``. ``name`` is accepted for Horovod
-    compatibility (ringtrain matches collectives by call order, not by name).
+    ``postscale_factor * op(prescale_factor * tensor)``. ``name``: until this handle is
+    synchronized, another allreduce of the same name raises ValueError (Horovod's rule);
+    collectives still pair up across workers by call order.
     """
     _no_process_sets(process_set, "allreduce_async")
     rop = resolve_op(op, average, "allreduce_async")
     return _allreduce_async(tensor, False, rop,
                             _number(prescale_factor, "allreduce_async", "prescale_factor"),
                             _number(postscale_factor, "allreduce_async", "postscale_factor"),
-                            "allreduce_async")
+                            "allreduce_async", name)
 
 
 def allreduce_async_(tensor: torch.Tensor, average: bool | None = None, name: str | None = None,
@@ -202,7 +300,7 @@ def allreduce_async_(tensor: torch.Tensor, average: bool | None = None, name: st
     return _allreduce_async(tensor, True, rop,
                             _number(prescale_factor, "allreduce_async_", "prescale_factor"),
                             _number(postscale_factor, "allreduce_async_", "postscale_factor"),
-                            "allreduce_async_")
+                            "allreduce_async_", name)
 
 
 class _AllreduceFunction(torch.autograd.Function):
@@ -250,6 +348,118 @@ def allreduce_(tensor: torch.Tensor, average: bool | None = None, name: str | No
                                         postscale_factor, process_set))
 
 
+# --- grouped allreduce: one fused operation for a list ------------------------------------------
+
+def _tensor_list(tensors: Any, what: str) -> list[torch.Tensor]:
+    if isinstance(tensors, torch.Tensor) or not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{what}: tensors must be a list or tuple of tensors, got "
+                        f"{type(tensors).__name__}")
+    for i, t in enumerate(tensors):
+        _convert.check_tensor(t, what, f"tensors[{i}]")
+    return list(tensors)
+
+
+def _grouped_allreduce_async(tensors: list[torch.Tensor], in_place: bool, op: Any,
+                             prescale: float, postscale: float, what: str,
+                             name: Any = None) -> int:
+    """All tensors in one ``allreduce_many`` (fused buckets); an average travels as a sum
+    and is divided afterwards, so one op serves every dtype. Products are gathered."""
+    if op is Product:
+        ids = [_allreduce_async(t, in_place, op, prescale, postscale, what) for t in tensors]
+        key = _claim_name("grouped_allreduce", name, what)
+        return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+    prepared = [_reduce_input(t, in_place, op, prescale, what) for t in tensors]
+    key = _claim_name("grouped_allreduce", name, what)
+    sent = Sum if op is Average else op
+    group = comm()
+    handle = _submit(key, lambda: group.allreduce_many(
+        [_convert.as_array(work) for _, work in prepared], op=sent, async_op=True))
+
+    def finish(results: Any) -> list[torch.Tensor]:
+        out = []
+        for t, (source, work), reduced in zip(tensors, prepared, results):
+            work.copy_(_convert.from_array(reduced, work.dtype).reshape(work.shape))
+            out.append(_reduce_output(t, source, work, in_place, op, sent, group.world_size,
+                                      postscale))
+        return out
+
+    return _register(handle, finish, key)
+
+
+def _grouped_args(tensors, average, op, prescale_factor, postscale_factor, process_set, what):
+    _no_process_sets(process_set, what)
+    return (_tensor_list(tensors, what), resolve_op(op, average, what),
+            _number(prescale_factor, what, "prescale_factor"),
+            _number(postscale_factor, what, "postscale_factor"))
+
+
+def grouped_allreduce_async(tensors: Any, average: bool | None = None, name: str | None = None,
+                            op: Any = None, prescale_factor: float = 1.0,
+                            postscale_factor: float = 1.0, process_set: Any = None) -> int:
+    """Start all-reducing a list of tensors as one fused operation; ``synchronize`` returns
+    the list of new tensors (the inputs are not modified)."""
+    what = "grouped_allreduce_async"
+    ts, rop, pre, post = _grouped_args(tensors, average, op, prescale_factor, postscale_factor,
+                                       process_set, what)
+    return _grouped_allreduce_async(ts, False, rop, pre, post, what, name)
+
+
+def grouped_allreduce_async_(tensors: Any, average: bool | None = None, name: str | None = None,
+                             op: Any = None, prescale_factor: float = 1.0,
+                             postscale_factor: float = 1.0, process_set: Any = None) -> int:
+    """In-place ``grouped_allreduce_async``: ``synchronize`` returns the input tensors."""
+    what = "grouped_allreduce_async_"
+    ts, rop, pre, post = _grouped_args(tensors, average, op, prescale_factor, postscale_factor,
+                                       process_set, what)
+    return _grouped_allreduce_async(ts, True, rop, pre, post, what, name)
+
+
+class _GroupedAllreduceFunction(torch.autograd.Function):
+    """grouped_allreduce as an autograd function: the gradients are all-reduced, grouped,
+    with the same op (as allreduce's)."""
+
+    @staticmethod
+    def forward(ctx, op, prescale, postscale, *tensors):
+        ctx.op, ctx.prescale, ctx.postscale = op, prescale, postscale
+        return tuple(synchronize(_grouped_allreduce_async(list(tensors), False, op, prescale,
+                                                          postscale, "grouped_allreduce")))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        reduced = synchronize(_grouped_allreduce_async(
+            [g.contiguous() for g in grads], False, ctx.op, ctx.prescale, ctx.postscale,
+            "grouped_allreduce (backward)"))
+        return (None, None, None, *reduced)
+
+
+def grouped_allreduce(tensors: Any, average: bool | None = None, name: str | None = None,
+                      compression: Any = None, op: Any = None, prescale_factor: float = 1.0,
+                      postscale_factor: float = 1.0, process_set: Any = None
+                      ) -> list[torch.Tensor]:
+    """Every tensor of the list all-reduced (as ``allreduce``), in one fused operation;
+    differentiable like ``allreduce``."""
+    what = "grouped_allreduce"
+    ts, rop, pre, post = _grouped_args(tensors, average, op, prescale_factor, postscale_factor,
+                                       process_set, what)
+    compression = Compression.none if compression is None else compression
+    compressed = [compression.compress(t) for t in ts]
+    wire = [c for c, _ in compressed]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in wire):
+        reduced = list(_GroupedAllreduceFunction.apply(rop, pre, post, *wire))
+    else:
+        reduced = synchronize(_grouped_allreduce_async(wire, False, rop, pre, post, what, name))
+    return [compression.decompress(r, ctx) for r, (_, ctx) in zip(reduced, compressed)]
+
+
+def grouped_allreduce_(tensors: Any, average: bool | None = None, name: str | None = None,
+                       op: Any = None, prescale_factor: float = 1.0,
+                       postscale_factor: float = 1.0, process_set: Any = None
+                       ) -> list[torch.Tensor]:
+    """In-place ``grouped_allreduce``; returns the input tensors."""
+    return synchronize(grouped_allreduce_async_(tensors, average, name, op, prescale_factor,
+                                                postscale_factor, process_set))
+
+
 # --- allgather -----------------------------------------------------------------------------------
 
 def allgather_async(tensor: torch.Tensor, name: str | None = None,
@@ -262,8 +472,32 @@ def allgather_async(tensor: torch.Tensor, name: str | None = None,
     source = tensor.detach().contiguous()
     if source.dim() == 0:
         source = source.reshape(1)
-    handle = comm().allgather(_convert.as_array(source), async_op=True)
-    return _register(handle, lambda result: _convert.from_array(result, source.dtype))
+    key = _claim_name("allgather", name, "allgather_async")
+    handle = _submit(key, lambda: comm().allgather(_convert.as_array(source), async_op=True))
+    return _register(handle, lambda result: _convert.from_array(result, source.dtype), key)
+
+
+def grouped_allgather_async(tensors: Any, name: str | None = None,
+                            process_set: Any = None) -> int:
+    """Start ``allgather`` of every tensor of the list (queued back to back);
+    ``synchronize`` returns the list of gathered tensors."""
+    what = "grouped_allgather_async"
+    _no_process_sets(process_set, what)
+    ts = _tensor_list(tensors, what)
+    key = _claim_name("grouped_allgather", name, what)
+    ids = [allgather_async(t) for t in ts]
+    return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+
+
+def grouped_allgather(tensors: Any, name: str | None = None, process_set: Any = None
+                      ) -> list[torch.Tensor]:
+    """``allgather`` of every tensor of the list (each differentiable like ``allgather``)."""
+    what = "grouped_allgather"
+    _no_process_sets(process_set, what)
+    ts = _tensor_list(tensors, what)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in ts):
+        return [allgather(t) for t in ts]
+    return synchronize(grouped_allgather_async(ts, name))
 
 
 class _AllgatherFunction(torch.autograd.Function):
@@ -300,16 +534,18 @@ def allgather(tensor: torch.Tensor, name: str | None = None, process_set: Any = 
 
 # --- broadcast -----------------------------------------------------------------------------------
 
-def _broadcast_async(tensor: torch.Tensor, root_rank: int, in_place: bool, what: str) -> int:
+def _broadcast_async(tensor: torch.Tensor, root_rank: int, in_place: bool, what: str,
+                     name: Any = None) -> int:
     _convert.check_tensor(tensor, what)
     root = _check_root(root_rank, what)
+    key = _claim_name("broadcast", name, what)
     source = tensor.detach()
     if in_place and source.is_contiguous():
         work = source
     else:
         work = source.clone(memory_format=torch.contiguous_format)
     array = _convert.as_array(work)
-    handle = comm().broadcast(array, root=root, out=array, async_op=True)
+    handle = _submit(key, lambda: comm().broadcast(array, root=root, out=array, async_op=True))
 
     def finish(_result: Any) -> torch.Tensor:
         if not in_place:
@@ -319,7 +555,7 @@ def _broadcast_async(tensor: torch.Tensor, root_rank: int, in_place: bool, what:
                 tensor.copy_(work)
         return tensor
 
-    return _register(handle, finish)
+    return _register(handle, finish, key)
 
 
 def broadcast_async(tensor: torch.Tensor, root_rank: int, name: str | None = None,
@@ -327,14 +563,14 @@ def broadcast_async(tensor: torch.Tensor, root_rank: int, name: str | None = Non
     """Start copying ``root_rank``'s ``tensor`` to every worker; ``synchronize`` returns a new
     tensor (the input is not modified)."""
     _no_process_sets(process_set, "broadcast_async")
-    return _broadcast_async(tensor, root_rank, False, "broadcast_async")
+    return _broadcast_async(tensor, root_rank, False, "broadcast_async", name)
 
 
 def broadcast_async_(tensor: torch.Tensor, root_rank: int, name: str | None = None,
                      process_set: Any = None) -> int:
     """In-place ``broadcast_async``: ``synchronize`` returns ``tensor`` holding root's value."""
     _no_process_sets(process_set, "broadcast_async_")
-    return _broadcast_async(tensor, root_rank, True, "broadcast_async_")
+    return _broadcast_async(tensor, root_rank, True, "broadcast_async_", name)
 
 
 class _BroadcastFunction(torch.autograd.Function):
@@ -388,8 +624,12 @@ def _splits_list(splits: Any, rows: int, world: int) -> list[int]:
         except TypeError:
             raise TypeError(f"alltoall: splits must be a list or tensor of {world} row counts, "
                             f"got {type(splits).__name__}") from None
+    if isinstance(splits, torch.Tensor) and (splits.is_floating_point() or
+                                             splits.dtype == torch.bool):
+        raise ValueError(f"alltoall: splits must be an integer tensor (torch.int32), got "
+                         f"dtype {splits.dtype}")
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
-        raise TypeError(f"alltoall: splits must hold integers, got {values}")
+        raise ValueError(f"alltoall: splits must hold integers, got {values}")
     values = [int(v) for v in values]
     if len(values) != world or any(v < 0 for v in values) or sum(values) != rows:
         raise ValueError(f"alltoall: splits must be {world} non-negative row counts (one per "
@@ -403,7 +643,11 @@ def _alltoall(tensor: torch.Tensor, splits: Any) -> tuple[torch.Tensor, torch.Te
         raise ValueError("alltoall: tensor must have at least one dimension (rows are sent "
                          "along dimension 0); reshape it to (1,)")
     group = comm()
-    parts = _splits_list(splits, tensor.shape[0], group.world_size)
+    try:
+        parts = _splits_list(splits, tensor.shape[0], group.world_size)
+    except (TypeError, ValueError):
+        group._abandon("alltoall")  # the others get CollectiveMismatch instead of waiting
+        raise
     source = tensor.detach().contiguous()
     received = group.alltoall(_convert.as_array(source), splits=parts)
     # Row counts: what rank r sent to me is parts_r[me]; one int per pair, exchanged the same way.
@@ -442,6 +686,147 @@ def alltoall(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
     else:
         output, received = _alltoall(tensor, splits)
     return output if splits is None else (output, received)
+
+
+# --- sparse tensors -----------------------------------------------------------------------------
+
+def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: Any = None,
+                           process_set: Any = None) -> int:
+    """Start reducing a sparse COO tensor over all workers as Horovod does: every worker's
+    indices and values are gathered (values divided by size() for an average) and
+    ``synchronize`` returns the sparse sum (uncoalesced: duplicate indices add up)."""
+    what = "sparse_allreduce_async"
+    _no_process_sets(process_set, what)
+    rop = resolve_op(op, None, what)
+    if rop not in (Sum, Average):
+        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.sparse_coo:
+        raise TypeError(f"{what}: tensor must be a sparse COO torch.Tensor (use allreduce_async "
+                        f"for dense tensors)")
+    key = _claim_name("sparse_allreduce", name, what)
+    # allgather concatenates along dimension 0: indices travel as (nnz, ndim) rows.
+    ids = [allgather_async(tensor._indices().t().contiguous()),
+           allgather_async(tensor._values().contiguous())]
+    world = comm().world_size
+
+    def finish(_: Any) -> torch.Tensor:
+        indices, values = (synchronize(i) for i in ids)
+        if rop is Average:
+            values = values / world if values.is_floating_point() \
+                else torch.div(values, world, rounding_mode="trunc")
+        return torch.sparse_coo_tensor(indices.t(), values, tensor.shape,
+                                       check_invariants=False)
+
+    return _register([], finish, key, grouped=True)
+
+
+# --- reducescatter ------------------------------------------------------------------------------
+
+def _reducescatter_async(tensor: torch.Tensor, op: Any, prescale: float, postscale: float,
+                         what: str, name: Any = None) -> int:
+    if op not in (Sum, Average):
+        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    _convert.check_tensor(tensor, what)
+    if tensor.dim() == 0:
+        raise ValueError(f"{what}: tensor must have at least one dimension (it is split "
+                         f"along dimension 0); reshape it to (1,)")
+    source, work = _reduce_input(tensor, False, op, prescale, what)
+    key = _claim_name("reducescatter", name, what)
+    group = comm()
+    sent = _wire_op(op, work)
+    handle = _submit(key, lambda: group.reduce_scatter(_convert.as_array(work), op=sent,
+                                                       async_op=True))
+
+    def finish(part: Any) -> torch.Tensor:
+        mine = _convert.from_array(part, work.dtype)
+        return _reduce_output(tensor, source, mine, False, op, sent, group.world_size,
+                              postscale)
+
+    return _register(handle, finish, key)
+
+
+def reducescatter_async(tensor: torch.Tensor, name: str | None = None, op: Any = None,
+                        process_set: Any = None, prescale_factor: float = 1.0,
+                        postscale_factor: float = 1.0) -> int:
+    """Start reducing ``tensor`` over all workers (average by default, or sum) and
+    scattering the result along dimension 0: rank r gets part r of an even split (the first
+    ``rows % size()`` ranks one row more); ``synchronize`` returns this rank's part."""
+    what = "reducescatter_async"
+    _no_process_sets(process_set, what)
+    return _reducescatter_async(tensor, resolve_op(op, None, what),
+                                _number(prescale_factor, what, "prescale_factor"),
+                                _number(postscale_factor, what, "postscale_factor"), what,
+                                name)
+
+
+class _ReducescatterFunction(torch.autograd.Function):
+    """reducescatter as an autograd function, with Horovod's gradient: this rank's part of
+    the gradient is gathered from every rank (times size() for a sum, and the scale
+    factors)."""
+
+    @staticmethod
+    def forward(ctx, tensor, op, prescale, postscale):
+        ctx.factor = (comm().world_size if op is Sum else 1) * prescale * postscale
+        return synchronize(_reducescatter_async(tensor, op, prescale, postscale,
+                                                "reducescatter"))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = grad_output * ctx.factor if ctx.factor != 1 else grad_output
+        return synchronize(allgather_async(grad.contiguous())), None, None, None
+
+
+def reducescatter(tensor: torch.Tensor, name: str | None = None, compression: Any = None,
+                  op: Any = None, process_set: Any = None, prescale_factor: float = 1.0,
+                  postscale_factor: float = 1.0) -> torch.Tensor:
+    """This rank's part of ``tensor`` reduced over all workers (see ``reducescatter_async``);
+    differentiable. The input is not modified."""
+    what = "reducescatter"
+    _no_process_sets(process_set, what)
+    rop = resolve_op(op, None, what)
+    pre = _number(prescale_factor, what, "prescale_factor")
+    post = _number(postscale_factor, what, "postscale_factor")
+    _convert.check_tensor(tensor, what)
+    compression = Compression.none if compression is None else compression
+    compressed, ctx = compression.compress(tensor)
+    if compressed.requires_grad and torch.is_grad_enabled():
+        part = _ReducescatterFunction.apply(compressed, rop, pre, post)
+    else:
+        part = synchronize(_reducescatter_async(compressed, rop, pre, post, what, name))
+    return compression.decompress(part, ctx)
+
+
+def grouped_reducescatter_async(tensors: Any, name: str | None = None, op: Any = None,
+                                process_set: Any = None, prescale_factor: float = 1.0,
+                                postscale_factor: float = 1.0) -> int:
+    """``reducescatter_async`` of every tensor of the list (queued back to back);
+    ``synchronize`` returns the list of this rank's parts."""
+    what = "grouped_reducescatter_async"
+    _no_process_sets(process_set, what)
+    ts = _tensor_list(tensors, what)
+    rop = resolve_op(op, None, what)
+    pre = _number(prescale_factor, what, "prescale_factor")
+    post = _number(postscale_factor, what, "postscale_factor")
+    key = _claim_name("grouped_reducescatter", name, what)
+    ids = [_reducescatter_async(t, rop, pre, post, what) for t in ts]
+    return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+
+
+def grouped_reducescatter(tensors: Any, name: str | None = None, compression: Any = None,
+                          op: Any = None, process_set: Any = None,
+                          prescale_factor: float = 1.0, postscale_factor: float = 1.0
+                          ) -> list[torch.Tensor]:
+    """``reducescatter`` of every tensor of the list (each differentiable)."""
+    what = "grouped_reducescatter"
+    _no_process_sets(process_set, what)
+    ts = _tensor_list(tensors, what)
+    if compression is not None or (torch.is_grad_enabled() and
+                                   any(t.requires_grad for t in ts)):
+        return [reducescatter(t, compression=compression, op=op,
+                              prescale_factor=prescale_factor,
+                              postscale_factor=postscale_factor) for t in ts]
+    return synchronize(grouped_reducescatter_async(ts, name, op, None, prescale_factor,
+                                                   postscale_factor))
 
 
 # --- synchronisation and objects -----------------------------------------------------------------

@@ -97,13 +97,22 @@ def broadcast_optimizer_state(optimizer: torch.optim.Optimizer, root_rank: int,
     tensors. The other ranks update their own param group dicts and state in place (not
     ``load_state_dict``, which would replace the group dicts a learning-rate scheduler holds).
     The param groups must have the same sizes on every rank (checked; CollectiveMismatch on
-    every rank otherwise).
+    every rank otherwise). An optimizer that has not stepped yet first takes Horovod's
+    initialising step (``_initialise_state``), so that it has state to send.
     """
     what = "broadcast_optimizer_state"
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"{what}: optimizer must be a torch.optim.Optimizer, got "
                         f"{type(optimizer).__name__}")
     root = _check_root(root_rank, what)
+    if not optimizer.state_dict()["state"]:
+        _initialise_state(optimizer)
+    copy_optimizer_state(optimizer, root, what)
+
+
+def copy_optimizer_state(optimizer: torch.optim.Optimizer, root: int, what: str) -> None:
+    """Root's optimizer state and options to every worker, as it is (an optimizer that has
+    not stepped stays without state: the strategy's scope relies on that)."""
     group = comm()
     if group.world_size == 1:
         return
@@ -123,6 +132,26 @@ def broadcast_optimizer_state(optimizer: torch.optim.Optimizer, root_rank: int,
     broadcast_tensors_(tensors, root)
     if group.rank != root:
         _adopt_state(optimizer, _fill_tensors(skeleton, iter(tensors)))
+
+
+def _initialise_state(optimizer: torch.optim.Optimizer) -> None:
+    """Horovod's rule for an optimizer that has not stepped yet (so has no state to send):
+    every parameter that requires grad gets a zero gradient and the optimizer takes one step
+    (without averaging), which creates its state (momentum buffers, step counts). The zero
+    gradients stay, as in Horovod."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+    engine = getattr(optimizer, "_ringtrain_engine", None)
+    if engine is None:
+        optimizer.step()
+        return
+    engine.skip = True              # a local step: no averaging (every rank need not take it)
+    try:
+        optimizer.step()
+    finally:
+        engine.skip = False
 
 
 def _adopt_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
@@ -191,8 +220,11 @@ class _DistributedOptimizer:
     def synchronize(self) -> None:
         """Wait until the gradients are averaged (they already are when backward() returned,
         unless fewer than ``backward_passes_per_step`` passes ran); then ``.grad`` may be
-        inspected or clipped before ``step()``."""
-        self._ringtrain_engine.synchronize()
+        inspected or clipped before ``step()``, which then belongs inside
+        ``skip_synchronize()`` (else it warns, as Horovod does)."""
+        engine = self._ringtrain_engine
+        engine.synchronize()
+        engine.user_synchronized = True
 
     @contextlib.contextmanager
     def skip_synchronize(self) -> Iterator[None]:

@@ -30,7 +30,7 @@ from ..world import process_group
 from . import _convert
 from ._data import DistributedDataLoader
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters, owner
-from ._optimizer import broadcast_optimizer_state, broadcast_tensors_
+from ._optimizer import broadcast_tensors_, copy_optimizer_state
 
 _local = threading.local()
 _patch_lock = threading.Lock()
@@ -200,7 +200,7 @@ def _attach(scope: _Scope, optimizer: torch.optim.Optimizer) -> None:
         unique.sort(key=lambda pair: pair[0])
         check_same_everywhere(describe_parameters(unique), what)
         broadcast_tensors_([t for _, t in unique], 0)
-        broadcast_optimizer_state(optimizer, 0)
+        copy_optimizer_state(optimizer, 0, what)
     engine = GradientEngine(named, what=what, bucket_bytes=getattr(ops, "bucket_bytes", None),
                             algorithm=getattr(ops, "algorithm", None))
     engine.attach(optimizer)
