@@ -348,6 +348,8 @@ class CommunicatorBase(Communicator):
             if self.check and self.world_size > 1:
                 desc = C.descriptor("shutdown")
                 C.verify(self._exchange_at_shutdown(desc), desc, self.world_size, False)
+            elif self.world_size > 1:
+                self._meet_at_shutdown()
             together = True
         finally:
             # After a mismatch other ranks wait in a collective: release nothing collectively.
@@ -393,6 +395,10 @@ class CommunicatorBase(Communicator):
 
     def _exchange_at_shutdown(self, desc: bytes) -> memoryview:
         return self._exchange(desc)
+
+    def _meet_at_shutdown(self) -> None:
+        """Without contract checks: wait for the other ranks' shutdown, raising
+        CollectiveMismatch when they wait in a collective instead (where a backend can tell)."""
 
     def _release(self, together: bool = True) -> None:
         """Free the engine's resources; ``together``: every rank is shutting down too, so

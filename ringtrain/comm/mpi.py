@@ -9,12 +9,13 @@ from __future__ import annotations
 import atexit
 import itertools
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..errors import CommError
+from ..errors import CollectiveMismatch, CommError
 from . import contract as C
 from . import kernels, ring, watchdog
 from .base import ReduceOp
@@ -362,6 +363,26 @@ class MPICommunicator(CommunicatorBase):
         finally:
             if dog is not None:
                 dog.leave()
+
+    def _meet_at_shutdown(self) -> None:
+        # No descriptor exchange (it would meet the others' unchecked collectives): a barrier
+        # on the watchdog's own communicator, which the watchdog watches; ranks that wait in
+        # a collective this rank never entered are heard at once and make it leave alone.
+        dog = self._watchdog
+        if dog is None:
+            return
+        dog.enter(watchdog.SHUTDOWN)
+        try:
+            arrived = dog.comm.Ibarrier()
+            while not arrived.Test():
+                stuck = dog.peers_in_collective()
+                if stuck:
+                    raise CollectiveMismatch(
+                        f"{'rank' if len(stuck) == 1 else 'ranks'} {', '.join(map(str, stuck))}"
+                        f" waited in a collective that rank {self.rank} never entered")
+                time.sleep(0.005)
+        finally:
+            dog.leave()
 
     def _release(self, together: bool = True) -> None:
         if self._MPI.Is_finalized():

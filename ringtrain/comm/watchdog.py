@@ -54,6 +54,8 @@ _QUERY, _REPLY = 101, 102
 #: Exit code of a rank that ends the job because another rank stopped answering.
 STOPPED_ANSWERING_EXIT = 75
 _POLL = 0.05
+#: The kind of the last "collective" of every rank: its shutdown (see mpi.py).
+SHUTDOWN = "shutdown"
 #: Seconds between heartbeats to the worker shim.
 HEARTBEAT = 0.1
 #: The pipe to this worker's ringrun shim (set by ``ringrun._worker``).
@@ -149,6 +151,9 @@ class Watchdog:
         """Stop the thread and free its communicator (collective: every rank closes)."""
         self.abandon()
         try:
+            for req, *_ in self._pending.values():  # queries nobody will answer any more
+                req.Cancel()
+                req.Wait()
             self.comm.Free()
         except self._MPI.Exception:
             pass
@@ -165,7 +170,7 @@ class Watchdog:
         while self.comm.Iprobe(self._MPI.ANY_SOURCE, _QUERY, status):
             source = status.Get_source()
             self.comm.Recv([self._query, self._MPI.INT64_T], source, _QUERY)
-            waiting = 1 if self.since is not None else 0
+            waiting = 0 if self.since is None else 2 if self.kind == SHUTDOWN else 1
             # The collective this process waits in on another communicator, if any.
             elsewhere = max((seq for key, seq in list(_waiting_in.items()) if key != id(self)),
                             default=0)
@@ -211,7 +216,9 @@ class Watchdog:
                     watched, next_warn, lost_checked = seq, since + self.warn_after, False
                 lost_at = None if self.supervised or lost_checked else since + self.timeout
                 due = min(next_warn, lost_at) if lost_at is not None else next_warn
-                if now >= due - self.window:
+                # A rank in its shutdown asks at once: peers stuck in a collective mean that
+                # it must leave without them (peers_in_collective).
+                if now >= due - self.window or self.kind == SHUTDOWN:
                     self._poll_answers(now)
                 if now < due:
                     time.sleep(min(_POLL, max(0.0, due - now)))
@@ -226,6 +233,14 @@ class Watchdog:
                     self._warn(seq, since, now)
             except self._MPI.Exception:
                 return                # MPI is shutting down under us
+
+    def peers_in_collective(self) -> list[int]:
+        """While this rank waits in its shutdown: the ranks whose latest answer (within a
+        window) says they wait in a collective this rank never entered (numbered like its
+        shutdown or later), so they wait for it in vain."""
+        now = time.monotonic()
+        return sorted(r for r, (entered, waiting, _, at) in self._answers.items()
+                      if waiting == 1 and entered >= self.entered and now - at <= self.window)
 
     def _silent(self, now: float) -> list[int]:
         """Ranks whose outstanding query has waited half a window (a live watchdog answers
