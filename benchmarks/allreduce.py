@@ -1,7 +1,16 @@
-"""All-reduce benchmark: our ring vs MPI_Allreduce vs "auto" vs torch.distributed gloo.
+"""All-reduce benchmark: our ring vs MPI_Allreduce vs "auto" vs torch.distributed gloo, and the
+call forms users write against the machine's memory floor.
 
-    ringrun -np 2 python benchmarks/allreduce.py                # full table, 4 KiB .. 256 MiB
-    ringrun -np 2 python benchmarks/allreduce.py --sizes 4K,64M --repeats 30
+    ringrun -np 2 python benchmarks/allreduce.py                # full tables
+    ringrun -np 2 python benchmarks/allreduce.py --sizes 4K,64M --form-sizes 64M --repeats 30
+
+The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a new result
+array each call), ``comm.allreduce(x, out=y)`` (preallocated), ``comm.allreduce(y, out=y)``
+(in place) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients. Its floor: every
+rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same time, which gives the
+bytes per second the memory bus moves with all ranks busy; an in-place all-reduce of S bytes
+over N ranks on one machine must read every rank's input and write every rank's result,
+2 * N * S bytes, so floor = 2 * N * S / bandwidth.
 
 Every method runs on the same in-place float32 buffer, alternately within each round, so slow
 drifts of a shared machine hit all methods alike. A sample is the time of one call (of a batch
@@ -26,6 +35,9 @@ from ringtrain.comm.base import ReduceOp
 
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 DEFAULT_SIZES = "4K,16K,64K,256K,1M,4M,16M,64M,256M"
+DEFAULT_FORM_SIZES = "4M,16M,64M"
+#: the gradients of a 784-1024-1024-10 MLP (weights and biases), float32
+MLP_GRADIENTS = [(784, 1024), (1024,), (1024, 1024), (1024,), (1024, 10), (10,)]
 
 
 def parse_size(text: str) -> int:
@@ -121,6 +133,70 @@ def print_row(nbytes, med, n):
     print(f"{human(nbytes):>10}{cols}{ratio}")
 
 
+def memory_setup() -> str:
+    """The allocator settings (MALLOC_* variables) and transparent huge pages, for the header."""
+    malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                      if k.startswith("MALLOC_")) or "glibc defaults (no MALLOC_* set)"
+    thp = []
+    for name in ("enabled", "defrag"):
+        try:
+            with open(f"/sys/kernel/mm/transparent_hugepage/{name}") as f:
+                thp.append(f"{name} {f.read().strip()}")
+        except OSError:
+            thp.append(f"{name} unknown")
+    return f"allocator: {malloc}; transparent huge pages: {', '.join(thp)}"
+
+
+def stream_bandwidth(comm, mib: int, repeats: int) -> float:
+    """Bytes per second the memory bus moves while every rank streams ``c += a`` at once
+    (reads a and c, writes c: 3 bytes per byte of c), summed over the ranks; median."""
+    n = (mib << 20) // 8
+    a = np.ones(n, np.float64)
+    c = np.ones(n, np.float64)
+    c += a                                  # fault the pages in before timing
+    seconds = [timed(comm, lambda: np.add(c, a, out=c), 1) for _ in range(repeats)]
+    return 3 * c.nbytes * comm.world_size / float(np.median(seconds))
+
+
+def bench_forms(comm, sizes, repeats, bandwidth):
+    """The call forms users write (default algorithm), each against the memory floor."""
+    n = comm.world_size
+    forms_rows = []
+
+    def floor(nbytes):
+        return 2 * n * nbytes / bandwidth
+
+    cases = []
+    for nbytes in sizes:
+        x = np.ones(nbytes // 4, np.float32)
+        y = np.zeros_like(x)
+        cases.append((human(nbytes), nbytes, {
+            "allreduce(x)": lambda x=x: comm.allreduce(x),
+            "out=y": lambda x=x, y=y: comm.allreduce(x, out=y),
+            "in place": lambda y=y: comm.allreduce(y, out=y),
+        }))
+    grads = [np.ones(shape, np.float32) for shape in MLP_GRADIENTS]
+    total = sum(g.nbytes for g in grads)
+    cases.append((f"MLP {human(total)}", total,
+                  {"allreduce_many": lambda: comm.allreduce_many(grads)}))
+    for label, nbytes, methods in cases:
+        for fn in methods.values():
+            timed(comm, fn, 1)
+        samples = {name: [] for name in methods}
+        reps = repeats if nbytes < (64 << 20) else max(7, repeats // 2)
+        for _ in range(reps):
+            for name, fn in methods.items():
+                samples[name].append(timed(comm, fn, 1))
+        med = {name: float(np.median(v)) for name, v in samples.items()}
+        forms_rows.append((label, nbytes, med))
+        if comm.rank == 0:
+            cols = "  ".join(f"{name} {t * 1e3:8.2f} ms {t / floor(nbytes):5.2f}x"
+                             for name, t in med.items())
+            print(f"{label:>14}  floor {floor(nbytes) * 1e3:7.2f} ms  {cols}")
+            sys.stdout.flush()
+    return forms_rows
+
+
 def bench_check(comm, repeats):
     """Cost of the contract check: the same 4 KiB all-reduce with the check on and off."""
     x = np.zeros(1024, np.float32)
@@ -179,11 +255,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES,
                         help=f"comma-separated message sizes (default {DEFAULT_SIZES})")
+    parser.add_argument("--form-sizes", default=DEFAULT_FORM_SIZES,
+                        help=f"sizes for the call-form table (default {DEFAULT_FORM_SIZES}; "
+                             f"empty: skip it)")
+    parser.add_argument("--stream-mib", type=int, default=256,
+                        help="MiB per array of the c += a bandwidth measurement (default 256)")
     parser.add_argument("--repeats", type=int, default=21, help="rounds per size (median)")
     parser.add_argument("--no-gloo", action="store_true", help="skip torch.distributed gloo")
     parser.add_argument("--skip-kernels", action="store_true", help="skip the kernel timings")
     args = parser.parse_args(argv)
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    form_sizes = [parse_size(s) for s in args.form_sizes.split(",") if s.strip()]
 
     comm = rt.init()
     torch_dist = (None, None) if args.no_gloo else gloo_group(comm)
@@ -193,6 +275,17 @@ def main(argv=None):
               f"ring over {transport(comm)}, auto uses the ring from "
               f"{human(auto_from(comm))}; "
               f"median of {args.repeats} rounds; busbw in GB/s")
+        print(f"# {memory_setup()}")
+    if form_sizes:
+        bandwidth = stream_bandwidth(comm, args.stream_mib, max(5, args.repeats // 2))
+        if comm.rank == 0:
+            print(f"# memory bandwidth, {comm.world_size} ranks streaming c += a on "
+                  f"{args.stream_mib} MiB at once: {bandwidth / 1e9:.1f} GB/s; floor of an "
+                  f"all-reduce of S bytes = 2 * {comm.world_size} * S / bandwidth; call forms "
+                  f"with the default algorithm, median ms and ratio to the floor")
+        bench_forms(comm, form_sizes, args.repeats, bandwidth)
+    if comm.rank == 0:
+        print()
         print_header(["ring", "native", "auto"] + (["gloo"] if torch_dist[1] else []))
     bench_allreduce(comm, sizes, args.repeats, torch_dist)
 
