@@ -369,7 +369,7 @@ def test_distributed_optimizer_argument_errors():
         hvd.DistributedOptimizer(sgd, named_parameters=[("w", p) for p in model.parameters()])
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         hvd.DistributedOptimizer(model)
-    with pytest.raises(NotImplementedError, match="process sets"):
+    with pytest.raises(TypeError, match="hvd.ProcessSet"):
         hvd.DistributedOptimizer(sgd, process_set=object())
 
 
@@ -393,8 +393,10 @@ def test_collective_argument_errors():
     with pytest.raises(ValueError, match="not a handle"):
         hvd.poll(10 ** 9)
     assert hvd.synchronize(10 ** 9) is None
-    with pytest.raises(NotImplementedError, match="process sets"):
-        hvd.init(process_sets=[[0]])
+    with pytest.raises(ValueError, match="add_process_set"):
+        hvd.allreduce(torch.ones(1), process_set=hvd.ProcessSet([0]))
+    with pytest.raises(TypeError, match="ProcessSet"):
+        hvd.allreduce(torch.ones(1), process_set=[0])
     with pytest.raises(TypeError, match="single tensor"):
         hvd.broadcast_parameters(torch.ones(2), 0)
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):

@@ -36,6 +36,16 @@ def test_horovod_parity(ringrun, n):
         res.describe()
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_process_sets(ringrun, n):
+    # Even and odd ranks as two sets: every collective, errors and DistributedOptimizer
+    # within a set, then remove_process_set and init(process_sets=...).
+    res = ringrun(n, "tests/mp/torch_process_sets.py", timeout=100).check()
+    assert res.stdout_of(0) == [f"OK {name}" for name in
+                                ("add", "collectives", "errors", "optimizer", "remove")] + \
+        ["DONE 5"], res.describe()
+
+
 @pytest.mark.parametrize("n", [2, 3])
 def test_equivalence_with_one_process(ringrun, n):
     # Small buckets (200 bytes) so that the gradients span fused and one-parameter buckets,

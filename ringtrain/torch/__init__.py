@@ -41,7 +41,6 @@ from ._ops import (
     broadcast_async,
     broadcast_async_,
     broadcast_object,
-    global_process_set,
     grouped_allgather,
     grouped_allgather_async,
     grouped_allreduce,
@@ -58,25 +57,39 @@ from ._ops import (
     synchronize,
 )
 from ._optimizer import DistributedOptimizer, broadcast_optimizer_state, broadcast_parameters
+from ._process_sets import (
+    ProcessSet,
+    add_process_set,
+    global_process_set,
+    remove_process_set,
+)
+from ._process_sets import (
+    remove_all as _remove_process_sets,
+)
 
 
 def init(comm=None, process_sets=None) -> None:
     """Join the job (``ringtrain.init()``); safe to call more than once.
 
     ``comm``: an mpi4py intracommunicator to use as the world instead of COMM_WORLD.
+    ``process_sets``: ``hvd.ProcessSet``s (or rank lists) to register at once, as
+    ``add_process_set`` does (every worker passes the same ones).
     """
-    if process_sets is not None:
-        raise NotImplementedError("init: process sets are not supported by ringtrain; every "
-                                  "collective spans all workers (omit process_sets=)")
     if isinstance(comm, (list, tuple)):
         raise NotImplementedError("init: a list of ranks is not supported; start only the "
-                                  "workers you need (ringrun -np N)")
+                                  "workers you need (ringrun -np N), or use process sets")
     _pg.init(comm=comm)
+    if process_sets == "dynamic":
+        return          # Horovod's dynamic mode: sets are added later, as here anyway
+    for process_set in process_sets or ():
+        if getattr(process_set, "process_set_id", None) is None:
+            add_process_set(process_set)
 
 
 def shutdown() -> None:
-    """Leave the job; pending async handles are dropped."""
+    """Leave the job; pending async handles are dropped, added process sets released."""
     _clear_handles()
+    _remove_process_sets()
     _pg.shutdown()
 
 
@@ -186,17 +199,72 @@ def is_homogeneous() -> bool:
 
 
 __all__ = [
-    "Adasum", "Average", "Compression", "DistributedDataLoader", "DistributedOptimizer", "Max",
-    "Min", "Product", "ShardSampler", "Sum", "SummaryWriter", "allgather", "allgather_async",
-    "allgather_object", "allreduce", "allreduce_", "allreduce_async", "allreduce_async_",
-    "alltoall", "barrier", "broadcast", "broadcast_", "broadcast_async", "broadcast_async_",
-    "broadcast_object", "broadcast_optimizer_state", "broadcast_parameters", "ccl_built",
-    "cross_rank", "cross_size", "cuda_built", "ddl_built", "global_process_set", "gloo_built",
-    "gloo_enabled", "grouped_allgather", "grouped_allgather_async", "grouped_allreduce",
-    "grouped_allreduce_", "grouped_allreduce_async", "grouped_allreduce_async_",
-    "grouped_reducescatter", "grouped_reducescatter_async", "init", "is_chief",
-    "is_homogeneous", "is_initialized", "join", "load_checkpoint", "local_rank", "local_size",
-    "mpi_built", "mpi_enabled", "mpi_threads_supported", "nccl_built", "poll", "rank",
-    "reducescatter", "reducescatter_async", "rocm_built", "save_checkpoint", "shutdown", "size",
-    "sparse_allreduce_async", "synchronize",
+    "Adasum",
+    "Average",
+    "Compression",
+    "DistributedDataLoader",
+    "DistributedOptimizer",
+    "Max",
+    "Min",
+    "ProcessSet",
+    "Product",
+    "ShardSampler",
+    "Sum",
+    "SummaryWriter",
+    "add_process_set",
+    "allgather",
+    "allgather_async",
+    "allgather_object",
+    "allreduce",
+    "allreduce_",
+    "allreduce_async",
+    "allreduce_async_",
+    "alltoall",
+    "barrier",
+    "broadcast",
+    "broadcast_",
+    "broadcast_async",
+    "broadcast_async_",
+    "broadcast_object",
+    "broadcast_optimizer_state",
+    "broadcast_parameters",
+    "ccl_built",
+    "cross_rank",
+    "cross_size",
+    "cuda_built",
+    "ddl_built",
+    "global_process_set",
+    "gloo_built",
+    "gloo_enabled",
+    "grouped_allgather",
+    "grouped_allgather_async",
+    "grouped_allreduce",
+    "grouped_allreduce_",
+    "grouped_allreduce_async",
+    "grouped_allreduce_async_",
+    "grouped_reducescatter",
+    "grouped_reducescatter_async",
+    "init",
+    "is_chief",
+    "is_homogeneous",
+    "is_initialized",
+    "join",
+    "load_checkpoint",
+    "local_rank",
+    "local_size",
+    "mpi_built",
+    "mpi_enabled",
+    "mpi_threads_supported",
+    "nccl_built",
+    "poll",
+    "rank",
+    "reducescatter",
+    "reducescatter_async",
+    "remove_process_set",
+    "rocm_built",
+    "save_checkpoint",
+    "shutdown",
+    "size",
+    "sparse_allreduce_async",
+    "synchronize",
 ]

@@ -3,6 +3,7 @@ their async and in-place forms, handles (poll/synchronize), objects, barrier and
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -17,6 +18,7 @@ from ..errors import NotInitializedError
 from ..world import process_group
 from . import _convert
 from ._compression import Compression
+from ._process_sets import active, current, takes_process_set
 
 # --- reduction ops (Horovod's hvd.Average, hvd.Sum, ...) ---------------------------------------
 
@@ -70,7 +72,11 @@ def resolve_op(op: Any, average: bool | None, what: str) -> Any:
 
 
 def comm() -> Communicator:
-    """The process group's communicator, or NotInitializedError saying to call init()."""
+    """The communicator of the current call: its process set's, else the process group's
+    (NotInitializedError saying to call init() before that)."""
+    chosen = current()
+    if chosen is not None:
+        return chosen.comm
     try:
         return process_group.comm()
     except NotInitializedError:
@@ -85,13 +91,27 @@ def _number(value: Any, what: str, name: str) -> float:
 
 
 def _check_root(root_rank: Any, what: str) -> int:
+    """``root_rank`` (a global rank, as in Horovod) as a rank of the current communicator."""
     if isinstance(root_rank, bool) or not isinstance(root_rank, int):
         raise TypeError(f"{what}: root_rank must be an int rank, got {type(root_rank).__name__}")
+    chosen = current()
+    if chosen is not None:
+        return chosen.set_rank(root_rank, what)
     world = comm().world_size
     if not 0 <= root_rank < world:
         raise ValueError(f"{what}: root_rank={root_rank} is not a rank of this job of {world} "
                          f"worker(s) (valid: 0..{world - 1})")
     return root_rank
+
+
+def _in_forward_set(backward: Callable) -> Callable:
+    """An autograd backward runs among the workers (process set) of its forward."""
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        with active(ctx.process_set):
+            return backward(ctx, *grads)
+
+    return run
 
 
 # --- handles -------------------------------------------------------------------------------------
@@ -273,6 +293,7 @@ def _allreduce_async(tensor: torch.Tensor, in_place: bool, op: Any, prescale: fl
         tensor, source, work, in_place, op, sent, group.world_size, postscale), key)
 
 
+@takes_process_set
 def allreduce_async(tensor: torch.Tensor, average: bool | None = None, name: str | None = None,
                     op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                     process_set: Any = None) -> int:
@@ -283,7 +304,6 @@ def allreduce_async(tensor: torch.Tensor, average: bool | None = None, name: str
     synchronized, another allreduce of the same name raises ValueError (Horovod's rule);
     collectives still pair up across workers by call order.
     """
-    _no_process_sets(process_set, "allreduce_async")
     rop = resolve_op(op, average, "allreduce_async")
     return _allreduce_async(tensor, False, rop,
                             _number(prescale_factor, "allreduce_async", "prescale_factor"),
@@ -291,11 +311,11 @@ def allreduce_async(tensor: torch.Tensor, average: bool | None = None, name: str
                             "allreduce_async", name)
 
 
+@takes_process_set
 def allreduce_async_(tensor: torch.Tensor, average: bool | None = None, name: str | None = None,
                      op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                      process_set: Any = None) -> int:
     """In-place ``allreduce_async``: ``synchronize(handle)`` returns ``tensor`` itself."""
-    _no_process_sets(process_set, "allreduce_async_")
     rop = resolve_op(op, average, "allreduce_async_")
     return _allreduce_async(tensor, True, rop,
                             _number(prescale_factor, "allreduce_async_", "prescale_factor"),
@@ -308,16 +328,19 @@ class _AllreduceFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tensor, op, prescale, postscale):
+        ctx.process_set = current()
         ctx.op, ctx.prescale, ctx.postscale = op, prescale, postscale
         return synchronize(_allreduce_async(tensor, False, op, prescale, postscale, "allreduce"))
 
     @staticmethod
+    @_in_forward_set
     def backward(ctx, grad_output):
         grad = synchronize(_allreduce_async(grad_output, False, ctx.op, ctx.prescale,
                                             ctx.postscale, "allreduce (backward)"))
         return grad, None, None, None
 
 
+@takes_process_set
 def allreduce(tensor: torch.Tensor, average: bool | None = None, name: str | None = None,
               compression: Any = None, op: Any = None, prescale_factor: float = 1.0,
               postscale_factor: float = 1.0, process_set: Any = None) -> torch.Tensor:
@@ -326,7 +349,6 @@ def allreduce(tensor: torch.Tensor, average: bool | None = None, name: str | Non
     Differentiable: if ``tensor`` requires grad, the gradient is all-reduced the same way.
     ``compression`` (``hvd.Compression.fp16``) compresses what travels between workers.
     """
-    _no_process_sets(process_set, "allreduce")
     rop = resolve_op(op, average, "allreduce")
     pre = _number(prescale_factor, "allreduce", "prescale_factor")
     post = _number(postscale_factor, "allreduce", "postscale_factor")
@@ -340,6 +362,7 @@ def allreduce(tensor: torch.Tensor, average: bool | None = None, name: str | Non
     return compression.decompress(reduced, ctx)
 
 
+@takes_process_set
 def allreduce_(tensor: torch.Tensor, average: bool | None = None, name: str | None = None,
                op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                process_set: Any = None) -> torch.Tensor:
@@ -387,12 +410,12 @@ def _grouped_allreduce_async(tensors: list[torch.Tensor], in_place: bool, op: An
 
 
 def _grouped_args(tensors, average, op, prescale_factor, postscale_factor, process_set, what):
-    _no_process_sets(process_set, what)
     return (_tensor_list(tensors, what), resolve_op(op, average, what),
             _number(prescale_factor, what, "prescale_factor"),
             _number(postscale_factor, what, "postscale_factor"))
 
 
+@takes_process_set
 def grouped_allreduce_async(tensors: Any, average: bool | None = None, name: str | None = None,
                             op: Any = None, prescale_factor: float = 1.0,
                             postscale_factor: float = 1.0, process_set: Any = None) -> int:
@@ -404,6 +427,7 @@ def grouped_allreduce_async(tensors: Any, average: bool | None = None, name: str
     return _grouped_allreduce_async(ts, False, rop, pre, post, what, name)
 
 
+@takes_process_set
 def grouped_allreduce_async_(tensors: Any, average: bool | None = None, name: str | None = None,
                              op: Any = None, prescale_factor: float = 1.0,
                              postscale_factor: float = 1.0, process_set: Any = None) -> int:
@@ -420,11 +444,13 @@ class _GroupedAllreduceFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, op, prescale, postscale, *tensors):
+        ctx.process_set = current()
         ctx.op, ctx.prescale, ctx.postscale = op, prescale, postscale
         return tuple(synchronize(_grouped_allreduce_async(list(tensors), False, op, prescale,
                                                           postscale, "grouped_allreduce")))
 
     @staticmethod
+    @_in_forward_set
     def backward(ctx, *grads):
         reduced = synchronize(_grouped_allreduce_async(
             [g.contiguous() for g in grads], False, ctx.op, ctx.prescale, ctx.postscale,
@@ -432,6 +458,7 @@ class _GroupedAllreduceFunction(torch.autograd.Function):
         return (None, None, None, *reduced)
 
 
+@takes_process_set
 def grouped_allreduce(tensors: Any, average: bool | None = None, name: str | None = None,
                       compression: Any = None, op: Any = None, prescale_factor: float = 1.0,
                       postscale_factor: float = 1.0, process_set: Any = None
@@ -451,6 +478,7 @@ def grouped_allreduce(tensors: Any, average: bool | None = None, name: str | Non
     return [compression.decompress(r, ctx) for r, (_, ctx) in zip(reduced, compressed)]
 
 
+@takes_process_set
 def grouped_allreduce_(tensors: Any, average: bool | None = None, name: str | None = None,
                        op: Any = None, prescale_factor: float = 1.0,
                        postscale_factor: float = 1.0, process_set: Any = None
@@ -462,12 +490,12 @@ def grouped_allreduce_(tensors: Any, average: bool | None = None, name: str | No
 
 # --- allgather -----------------------------------------------------------------------------------
 
+@takes_process_set
 def allgather_async(tensor: torch.Tensor, name: str | None = None,
                     process_set: Any = None) -> int:
     """Start concatenating every worker's ``tensor`` along dimension 0 (first dimensions may
     differ; the others must match); ``synchronize`` returns the result in rank order.
     A 0-d tensor counts as one row."""
-    _no_process_sets(process_set, "allgather_async")
     _convert.check_tensor(tensor, "allgather_async")
     source = tensor.detach().contiguous()
     if source.dim() == 0:
@@ -477,23 +505,23 @@ def allgather_async(tensor: torch.Tensor, name: str | None = None,
     return _register(handle, lambda result: _convert.from_array(result, source.dtype), key)
 
 
+@takes_process_set
 def grouped_allgather_async(tensors: Any, name: str | None = None,
                             process_set: Any = None) -> int:
     """Start ``allgather`` of every tensor of the list (queued back to back);
     ``synchronize`` returns the list of gathered tensors."""
     what = "grouped_allgather_async"
-    _no_process_sets(process_set, what)
     ts = _tensor_list(tensors, what)
     key = _claim_name("grouped_allgather", name, what)
     ids = [allgather_async(t) for t in ts]
     return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
 
 
+@takes_process_set
 def grouped_allgather(tensors: Any, name: str | None = None, process_set: Any = None
                       ) -> list[torch.Tensor]:
     """``allgather`` of every tensor of the list (each differentiable like ``allgather``)."""
     what = "grouped_allgather"
-    _no_process_sets(process_set, what)
     ts = _tensor_list(tensors, what)
     if torch.is_grad_enabled() and any(t.requires_grad for t in ts):
         return [allgather(t) for t in ts]
@@ -506,6 +534,7 @@ class _AllgatherFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tensor):
+        ctx.process_set = current()
         gathered = synchronize(allgather_async(tensor))
         rows = torch.tensor([tensor.shape[0] if tensor.dim() else 1], dtype=torch.int64)
         ctx.counts = synchronize(allgather_async(rows)).tolist()
@@ -513,6 +542,7 @@ class _AllgatherFunction(torch.autograd.Function):
         return gathered
 
     @staticmethod
+    @_in_forward_set
     def backward(ctx, grad_output):
         averaged = synchronize(_allreduce_async(grad_output, False, Average, 1.0, 1.0,
                                                 "allgather (backward)"))
@@ -522,10 +552,10 @@ class _AllgatherFunction(torch.autograd.Function):
         return grad.reshape(()) if ctx.scalar else grad
 
 
+@takes_process_set
 def allgather(tensor: torch.Tensor, name: str | None = None, process_set: Any = None
               ) -> torch.Tensor:
     """Every worker's ``tensor`` concatenated along dimension 0 in rank order (differentiable)."""
-    _no_process_sets(process_set, "allgather")
     _convert.check_tensor(tensor, "allgather")
     if tensor.requires_grad and torch.is_grad_enabled():
         return _AllgatherFunction.apply(tensor)
@@ -558,18 +588,18 @@ def _broadcast_async(tensor: torch.Tensor, root_rank: int, in_place: bool, what:
     return _register(handle, finish, key)
 
 
+@takes_process_set
 def broadcast_async(tensor: torch.Tensor, root_rank: int, name: str | None = None,
                     process_set: Any = None) -> int:
     """Start copying ``root_rank``'s ``tensor`` to every worker; ``synchronize`` returns a new
     tensor (the input is not modified)."""
-    _no_process_sets(process_set, "broadcast_async")
     return _broadcast_async(tensor, root_rank, False, "broadcast_async", name)
 
 
+@takes_process_set
 def broadcast_async_(tensor: torch.Tensor, root_rank: int, name: str | None = None,
                      process_set: Any = None) -> int:
     """In-place ``broadcast_async``: ``synchronize`` returns ``tensor`` holding root's value."""
-    _no_process_sets(process_set, "broadcast_async_")
     return _broadcast_async(tensor, root_rank, True, "broadcast_async_", name)
 
 
@@ -579,28 +609,31 @@ class _BroadcastFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tensor, root_rank):
-        ctx.root_rank = root_rank
+        ctx.process_set = current()
+        ctx.root = _check_root(root_rank, "broadcast")
         return synchronize(_broadcast_async(tensor, root_rank, False, "broadcast"))
 
     @staticmethod
+    @_in_forward_set
     def backward(ctx, grad_output):
         grad = synchronize(_allreduce_async(grad_output, False, Average, 1.0, 1.0,
                                             "broadcast (backward)"))
-        if comm().rank != ctx.root_rank:
+        if comm().rank != ctx.root:
             grad.zero_()
         return grad, None
 
 
+@takes_process_set
 def broadcast(tensor: torch.Tensor, root_rank: int, name: str | None = None,
               process_set: Any = None) -> torch.Tensor:
     """A new tensor holding ``root_rank``'s ``tensor`` on every worker (differentiable)."""
-    _no_process_sets(process_set, "broadcast")
     _convert.check_tensor(tensor, "broadcast")
     if tensor.requires_grad and torch.is_grad_enabled():
         return _BroadcastFunction.apply(tensor, root_rank)
     return synchronize(_broadcast_async(tensor, root_rank, False, "broadcast"))
 
 
+@takes_process_set
 def broadcast_(tensor: torch.Tensor, root_rank: int, name: str | None = None,
                process_set: Any = None) -> torch.Tensor:
     """Overwrite ``tensor`` with ``root_rank``'s value, in place; returns ``tensor``."""
@@ -660,17 +693,20 @@ def _alltoall(tensor: torch.Tensor, splits: Any) -> tuple[torch.Tensor, torch.Te
 class _AlltoallFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor, splits):
+        ctx.process_set = current()
         output, received = _alltoall(tensor, splits)
         ctx.received = received
         ctx.mark_non_differentiable(received)
         return output, received
 
     @staticmethod
+    @_in_forward_set
     def backward(ctx, grad_output, _grad_received):
         grad, _ = _alltoall(grad_output.contiguous(), ctx.received)
         return grad, None
 
 
+@takes_process_set
 def alltoall(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
              process_set: Any = None) -> Any:
     """Send rows of ``tensor`` to every worker and gather the rows sent to this one.
@@ -679,7 +715,6 @@ def alltoall(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
     are divided equally. Returns the received rows in rank order, and, when ``splits`` was
     given, also an int32 tensor of how many rows came from each rank (Horovod's return value).
     """
-    _no_process_sets(process_set, "alltoall")
     _convert.check_tensor(tensor, "alltoall")
     if tensor.requires_grad and torch.is_grad_enabled():
         output, received = _AlltoallFunction.apply(tensor, splits)
@@ -690,13 +725,13 @@ def alltoall(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
 
 # --- sparse tensors -----------------------------------------------------------------------------
 
+@takes_process_set
 def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: Any = None,
                            process_set: Any = None) -> int:
     """Start reducing a sparse COO tensor over all workers as Horovod does: every worker's
     indices and values are gathered (values divided by size() for an average) and
     ``synchronize`` returns the sparse sum (uncoalesced: duplicate indices add up)."""
     what = "sparse_allreduce_async"
-    _no_process_sets(process_set, what)
     rop = resolve_op(op, None, what)
     if rop not in (Sum, Average):
         raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
@@ -745,6 +780,7 @@ def _reducescatter_async(tensor: torch.Tensor, op: Any, prescale: float, postsca
     return _register(handle, finish, key)
 
 
+@takes_process_set
 def reducescatter_async(tensor: torch.Tensor, name: str | None = None, op: Any = None,
                         process_set: Any = None, prescale_factor: float = 1.0,
                         postscale_factor: float = 1.0) -> int:
@@ -752,7 +788,6 @@ def reducescatter_async(tensor: torch.Tensor, name: str | None = None, op: Any =
     scattering the result along dimension 0: rank r gets part r of an even split (the first
     ``rows % size()`` ranks one row more); ``synchronize`` returns this rank's part."""
     what = "reducescatter_async"
-    _no_process_sets(process_set, what)
     return _reducescatter_async(tensor, resolve_op(op, None, what),
                                 _number(prescale_factor, what, "prescale_factor"),
                                 _number(postscale_factor, what, "postscale_factor"), what,
@@ -766,23 +801,25 @@ class _ReducescatterFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tensor, op, prescale, postscale):
+        ctx.process_set = current()
         ctx.factor = (comm().world_size if op is Sum else 1) * prescale * postscale
         return synchronize(_reducescatter_async(tensor, op, prescale, postscale,
                                                 "reducescatter"))
 
     @staticmethod
+    @_in_forward_set
     def backward(ctx, grad_output):
         grad = grad_output * ctx.factor if ctx.factor != 1 else grad_output
         return synchronize(allgather_async(grad.contiguous())), None, None, None
 
 
+@takes_process_set
 def reducescatter(tensor: torch.Tensor, name: str | None = None, compression: Any = None,
                   op: Any = None, process_set: Any = None, prescale_factor: float = 1.0,
                   postscale_factor: float = 1.0) -> torch.Tensor:
     """This rank's part of ``tensor`` reduced over all workers (see ``reducescatter_async``);
     differentiable. The input is not modified."""
     what = "reducescatter"
-    _no_process_sets(process_set, what)
     rop = resolve_op(op, None, what)
     pre = _number(prescale_factor, what, "prescale_factor")
     post = _number(postscale_factor, what, "postscale_factor")
@@ -796,13 +833,13 @@ def reducescatter(tensor: torch.Tensor, name: str | None = None, compression: An
     return compression.decompress(part, ctx)
 
 
+@takes_process_set
 def grouped_reducescatter_async(tensors: Any, name: str | None = None, op: Any = None,
                                 process_set: Any = None, prescale_factor: float = 1.0,
                                 postscale_factor: float = 1.0) -> int:
     """``reducescatter_async`` of every tensor of the list (queued back to back);
     ``synchronize`` returns the list of this rank's parts."""
     what = "grouped_reducescatter_async"
-    _no_process_sets(process_set, what)
     ts = _tensor_list(tensors, what)
     rop = resolve_op(op, None, what)
     pre = _number(prescale_factor, what, "prescale_factor")
@@ -812,13 +849,13 @@ def grouped_reducescatter_async(tensors: Any, name: str | None = None, op: Any =
     return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
 
 
+@takes_process_set
 def grouped_reducescatter(tensors: Any, name: str | None = None, compression: Any = None,
                           op: Any = None, process_set: Any = None,
                           prescale_factor: float = 1.0, postscale_factor: float = 1.0
                           ) -> list[torch.Tensor]:
     """``reducescatter`` of every tensor of the list (each differentiable)."""
     what = "grouped_reducescatter"
-    _no_process_sets(process_set, what)
     ts = _tensor_list(tensors, what)
     if compression is not None or (torch.is_grad_enabled() and
                                    any(t.requires_grad for t in ts)):
@@ -831,9 +868,9 @@ def grouped_reducescatter(tensors: Any, name: str | None = None, compression: An
 
 # --- synchronisation and objects -----------------------------------------------------------------
 
+@takes_process_set
 def barrier(process_set: Any = None) -> None:
     """Block until every worker has called barrier()."""
-    _no_process_sets(process_set, "barrier")
     comm().barrier()
 
 
@@ -850,32 +887,14 @@ def join(device: int = -1) -> int:
     return max(range(len(arrivals)), key=lambda r: (arrivals[r], r))
 
 
+@takes_process_set
 def broadcast_object(obj: Any, root_rank: int = 0, name: str | None = None,
                      process_set: Any = None) -> Any:
     """A picklable object from ``root_rank`` to every worker (returned on every worker)."""
-    _no_process_sets(process_set, "broadcast_object")
     return comm().broadcast_object(obj, root=_check_root(root_rank, "broadcast_object"))
 
 
+@takes_process_set
 def allgather_object(obj: Any, name: str | None = None, process_set: Any = None) -> list:
     """Every worker's picklable object, as a list in rank order."""
-    _no_process_sets(process_set, "allgather_object")
     return comm().allgather_object(obj)
-
-
-def _no_process_sets(process_set: Any, what: str) -> None:
-    if process_set is not None and process_set is not global_process_set:
-        raise NotImplementedError(f"{what}: process sets are not supported by ringtrain; "
-                                  f"every collective spans all workers (omit process_set=)")
-
-
-class _GlobalProcessSet:
-    """Horovod's ``hvd.global_process_set``: all workers (the only process set ringtrain has)."""
-
-    process_set_id = 0
-
-    def __repr__(self) -> str:
-        return "hvd.global_process_set"
-
-
-global_process_set = _GlobalProcessSet()

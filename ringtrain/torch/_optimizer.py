@@ -13,7 +13,8 @@ from ..comm.base import ReduceOp
 from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters
-from ._ops import Average, _check_root, _no_process_sets, _number, comm, resolve_op
+from ._ops import Average, _check_root, _number, comm, resolve_op
+from ._process_sets import resolve as resolve_process_set
 
 # --- fused broadcast of many tensors -------------------------------------------------------------
 
@@ -319,13 +320,14 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
                          f"{op!r}); drop the factor or average")
     if factor <= 0:
         raise ValueError(f"{what}: gradient_predivide_factor must be > 0, got {factor}")
-    _no_process_sets(process_set, what)
+    chosen = resolve_process_set(process_set, what)
     if bucket_bytes is None:
         bucket_bytes = _horovod_fusion_threshold()
     named = _named_for_optimizer(optimizer, named_parameters, what)
     engine = GradientEngine(named, op=rop, compression=compression,
                             backward_passes_per_step=backward_passes_per_step,
-                            predivide=factor, bucket_bytes=bucket_bytes, what=what)
+                            predivide=factor, bucket_bytes=bucket_bytes, what=what,
+                            group=None if chosen is None else chosen.comm)
     base = type(optimizer)
     cls = type(base.__name__, (_DistributedOptimizer, base), {"__module__": base.__module__})
     wrapped = cls.__new__(cls)

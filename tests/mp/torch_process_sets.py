@@ -1,0 +1,126 @@
+"""Worker script: Horovod's process sets (collectives among a subset of the workers) with
+rank-dependent inputs and closed-form expectations, at whatever world size it is started with.
+
+The workers split into the even and the odd ranks. Rank 0 prints "OK <check>" per check group
+and "DONE <count>"; any failure raises.
+"""
+
+import torch
+from torch import nn
+
+import ringtrain.torch as hvd
+from ringtrain.errors import CollectiveMismatch
+
+hvd.init()
+R, N = hvd.rank(), hvd.size()
+done = []
+
+
+def ok(name):
+    done.append(name)
+    if R == 0:
+        print(f"OK {name}", flush=True)
+
+
+def expect_raises(kind, fn, *words):
+    try:
+        fn()
+    except kind as exc:
+        for word in words:
+            assert word in str(exc), f"message {str(exc)!r} lacks {word!r}"
+        return exc
+    raise AssertionError(f"{fn} did not raise {kind.__name__}")
+
+
+def rank_input(n, rank=R):
+    return (rank * 1000 + torch.arange(n)).double()
+
+
+even_ranks = [r for r in range(N) if r % 2 == 0]
+odd_ranks = [r for r in range(N) if r % 2 == 1]
+even = hvd.add_process_set(even_ranks)
+odd = hvd.add_process_set(odd_ranks) if odd_ranks else None
+mine, members = (even, even_ranks) if R % 2 == 0 else (odd, odd_ranks)
+assert mine.included() and mine.size() == len(members) and mine.rank() == members.index(R)
+assert even.process_set_id != hvd.global_process_set.process_set_id
+ok("add")
+
+# --- collectives within the set ----------------------------------------------------------------------
+total = sum(rank_input(5, r) for r in members)
+assert torch.equal(hvd.allreduce(rank_input(5), op=hvd.Sum, process_set=mine), total)
+assert torch.allclose(hvd.allreduce(rank_input(5), process_set=mine), total / len(members))
+h = hvd.allreduce_async(rank_input(5), op=hvd.Max, process_set=mine, name="m")
+assert torch.equal(hvd.synchronize(h), rank_input(5, members[-1]))
+gathered = hvd.allgather(torch.full((R + 1,), float(R)), process_set=mine)
+assert torch.equal(gathered, torch.cat([torch.full((r + 1,), float(r)) for r in members]))
+root = members[-1]                                   # a global rank, as in Horovod
+assert torch.equal(hvd.broadcast(rank_input(3), root_rank=root, process_set=mine),
+                   rank_input(3, root))
+y = rank_input(3)
+hvd.broadcast_(y, root_rank=members[0], process_set=mine)
+assert torch.equal(y, rank_input(3, members[0]))
+k = len(members)
+part = hvd.reducescatter(rank_input(2 * k), op=hvd.Sum, process_set=mine)
+i = members.index(R)
+assert torch.equal(part, sum(rank_input(2 * k, r) for r in members)[2 * i:2 * i + 2])
+got = hvd.alltoall(torch.full((k,), float(R)), process_set=mine)
+assert torch.equal(got, torch.tensor([float(r) for r in members]))
+grouped = hvd.grouped_allreduce([rank_input(2), rank_input(1)], op=hvd.Sum, process_set=mine)
+assert torch.equal(grouped[1], sum(rank_input(1, r) for r in members))
+hvd.barrier(process_set=mine)
+assert hvd.allgather_object(R, process_set=mine) == members
+assert hvd.broadcast_object(R, root_rank=root, process_set=mine) == root
+g = rank_input(4).requires_grad_()
+(hvd.allreduce(g, op=hvd.Sum, process_set=mine) * (R + 1)).sum().backward()
+assert torch.equal(g.grad, torch.full((4,), float(sum(r + 1 for r in members)),
+                                      dtype=torch.float64))
+# the world still works alongside
+assert torch.equal(hvd.allreduce(rank_input(2), op=hvd.Sum),
+                   sum(rank_input(2, r) for r in range(N)))
+ok("collectives")
+
+# --- errors ------------------------------------------------------------------------------------------
+expect_raises(ValueError, lambda: hvd.broadcast(rank_input(2), root_rank=N, process_set=mine),
+              "not in process set")
+if odd is not None and R % 2 == 0:
+    expect_raises(ValueError, lambda: hvd.allreduce(rank_input(2), process_set=odd),
+                  "not in")
+if len(members) > 1:
+    # a mismatch inside a set raises on its members, and the set carries on
+    expect_raises(CollectiveMismatch,
+                  lambda: hvd.allreduce(torch.ones(2 + members.index(R)), process_set=mine))
+    assert torch.equal(hvd.allreduce(rank_input(5), op=hvd.Sum, process_set=mine), total)
+stray = hvd.ProcessSet([0])
+expect_raises(ValueError, lambda: hvd.allreduce(torch.ones(1), process_set=stray),
+              "add_process_set")
+if N > 1:
+    expect_raises(CollectiveMismatch, lambda: hvd.add_process_set([0, R]), "same process set")
+ok("errors")
+
+# --- DistributedOptimizer within a set ------------------------------------------------------------------
+lin = nn.Linear(2, 1, bias=False)
+opt = hvd.DistributedOptimizer(torch.optim.SGD(lin.parameters(), lr=0.0),
+                               named_parameters=lin.named_parameters(), process_set=mine)
+lin(torch.full((1, 2), float(R + 1))).sum().backward()
+mean = sum(r + 1 for r in members) / len(members)
+assert torch.allclose(lin.weight.grad, torch.full((1, 2), mean)), lin.weight.grad
+opt.step()
+ok("optimizer")
+
+# --- remove, and init(process_sets=...) ---------------------------------------------------------------
+assert hvd.remove_process_set(even) is True
+expect_raises(ValueError, lambda: hvd.allreduce(torch.ones(1), process_set=even), "registered")
+first = hvd.ProcessSet([0])
+hvd.init(process_sets=[first])
+assert first.process_set_id is not None and first.included() == (R == 0)
+if R == 0:
+    assert torch.equal(hvd.allreduce(torch.ones(2), op=hvd.Sum, process_set=first),
+                       torch.ones(2))
+assert hvd.remove_process_set(first) is True
+if odd is not None:
+    assert hvd.remove_process_set(odd) is True
+ok("remove")
+
+assert len(done) == 5
+if R == 0:
+    print(f"DONE {len(done)}", flush=True)
