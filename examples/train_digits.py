@@ -13,40 +13,12 @@ digest of its weights: the digests agree.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from keras_digits import build_model, load  # the same CNN and data split as one worker
+from mirrored_keras import weights_digest
 
 import ringtrain as tf
-
-
-def load(seed: int = 0) -> tuple:
-    """8x8 digit images in [0, 1] (NHWC) and their labels, 75 % for training, stratified."""
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[..., None]
-    return train_test_split(x, digits.target.astype(np.int64), test_size=0.25,
-                            random_state=seed, stratify=digits.target)
-
-
-def build_model() -> tf.keras.Model:
-    return tf.keras.Sequential([
-        tf.keras.layers.Conv2D(32, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
-        tf.keras.layers.MaxPooling2D(),
-        tf.keras.layers.Conv2D(64, 3, activation="relu"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(64, activation="relu"),
-        tf.keras.layers.Dense(10, activation="softmax"),
-    ])
-
-
-def weights_digest(model: tf.keras.Model) -> str:
-    digest = hashlib.sha256()
-    for w in model.get_weights():
-        digest.update(np.ascontiguousarray(w).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def main() -> float:
@@ -80,7 +52,7 @@ def main() -> float:
 
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=global_batch, verbose=0)
     print(f"test accuracy {accuracy:.4f} (loss {loss:.4f}, {len(x_test)} images, "
-          f"{strategy.num_replicas_in_sync} workers), weights {weights_digest(model)}", flush=True)
+          f"{strategy.num_replicas_in_sync} workers), weights {weights_digest(model)[:16]}", flush=True)
     return accuracy
 
 
