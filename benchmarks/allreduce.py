@@ -5,7 +5,8 @@ call forms users write against the machine's memory floor.
     ringrun -np 2 python benchmarks/allreduce.py --sizes 4K,64M --form-sizes 64M --repeats 30
 
 The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a new result
-array each call), ``comm.allreduce(x, out=y)`` (preallocated), ``comm.allreduce(y, out=y)``
+array each call; "fresh pages": the same with the pool of result arrays off, so each result
+faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated), ``comm.allreduce(y, out=y)``
 (in place) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients. Its floor: every
 rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same time, which gives the
 bytes per second the memory bus moves with all ranks busy; an in-place all-reduce of S bytes
@@ -158,6 +159,17 @@ def stream_bandwidth(comm, mib: int, repeats: int) -> float:
     return 3 * c.nbytes * comm.world_size / float(np.median(seconds))
 
 
+def unpooled(comm, call):
+    """``call()`` with the communicator's pool of result arrays off: every new result faults
+    fresh pages in, as before the pool (comm/buffers.py) existed."""
+    pool = comm._results
+    saved, pool.limit_bytes = pool.limit_bytes, 0
+    try:
+        return call()
+    finally:
+        pool.limit_bytes = saved
+
+
 def bench_forms(comm, sizes, repeats, bandwidth):
     """The call forms users write (default algorithm), each against the memory floor."""
     n = comm.world_size
@@ -172,13 +184,15 @@ def bench_forms(comm, sizes, repeats, bandwidth):
         y = np.zeros_like(x)
         cases.append((human(nbytes), nbytes, {
             "allreduce(x)": lambda x=x: comm.allreduce(x),
+            "fresh pages": lambda x=x: unpooled(comm, lambda: comm.allreduce(x)),
             "out=y": lambda x=x, y=y: comm.allreduce(x, out=y),
             "in place": lambda y=y: comm.allreduce(y, out=y),
         }))
     grads = [np.ones(shape, np.float32) for shape in MLP_GRADIENTS]
     total = sum(g.nbytes for g in grads)
     cases.append((f"MLP {human(total)}", total,
-                  {"allreduce_many": lambda: comm.allreduce_many(grads)}))
+                  {"allreduce_many": lambda: comm.allreduce_many(grads),
+                   "fresh pages": lambda: unpooled(comm, lambda: comm.allreduce_many(grads))}))
     for label, nbytes, methods in cases:
         for fn in methods.values():
             timed(comm, fn, 1)

@@ -224,3 +224,15 @@ def test_mismatch_messages_name_what_and_who():
     with pytest.raises(CollectiveMismatch, match="rank 1 passed invalid arguments"):
         contract.verify(a + contract.invalid_descriptor("allreduce"), a, 2, False)
     contract.verify(a + a, a, 2, False)
+
+
+def test_results_of_consecutive_allreduces_do_not_alias(comm):
+    x = np.arange((1 << 20) // 4, dtype=np.float32)
+    kept = [comm.allreduce(x * k) for k in range(3)]
+    for _ in range(3):
+        comm.allreduce(x)                           # dropped at once: its block is reused
+    for k, r in enumerate(kept):
+        np.testing.assert_array_equal(r, x * k)
+    many = comm.allreduce_many([x, x[:1000], x[:7]])
+    np.testing.assert_array_equal(many[0], x)
+    np.testing.assert_array_equal(many[2], x[:7])

@@ -12,6 +12,7 @@ from .. import env
 from ..errors import RingtrainError
 from . import contract as C
 from .base import Communicator, Handle, ReduceOp
+from .buffers import ResultBuffers
 from .executor import DoneHandle, OrderedExecutor
 
 
@@ -45,6 +46,9 @@ class CommunicatorBase(Communicator):
     #: it once more, which costs more than one more collective's latency from about this size
     #: (tens of microseconds per call against ~0.1 ms to copy 256 KiB twice)
     direct_bytes = 256 << 10
+    #: bytes of result arrays that callers dropped, kept to serve the next call of the same
+    #: size without faulting fresh pages in (buffers.py); the memory this may hold idle
+    result_cache_bytes = 256 << 20
 
     def __init__(self, rank: int, world_size: int, local_rank: int, local_size: int,
                  check: bool | None = None):
@@ -55,6 +59,7 @@ class CommunicatorBase(Communicator):
         self.check = env.get("RINGTRAIN_CHECK_COLLECTIVES") if check is None else bool(check)
         self._executor = OrderedExecutor(f"ringtrain-comm-{self.backend}")
         self._closed = False
+        self._results = ResultBuffers(self.result_cache_bytes)
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} rank {self.rank}/{self.world_size} "
@@ -120,7 +125,7 @@ class CommunicatorBase(Communicator):
                          alg: str) -> np.ndarray:
         contiguous = arr.flags.c_contiguous
         if out is None:                                 # the common cases first: cheap tests
-            dst = np.empty(arr.shape, arr.dtype)
+            dst = self._results.empty(arr.shape, arr.dtype)
             src = arr if contiguous else np.ascontiguousarray(arr)
         elif out is arr and contiguous:
             src = dst = out                             # in place
@@ -184,7 +189,9 @@ class CommunicatorBase(Communicator):
             if len(bucket) == 1:
                 results[bucket[0]] = self._allreduce_array(arrs[bucket[0]], None, op, alg)
                 continue
-            fused = np.concatenate([arrs[i].reshape(-1) for i in bucket])
+            fused = self._results.empty((sum(arrs[i].size for i in bucket),),
+                                        arrs[bucket[0]].dtype)
+            np.concatenate([arrs[i].reshape(-1) for i in bucket], out=fused)
             self._allreduce(fused, fused, op, alg)
             start = 0
             for i in bucket:
@@ -209,7 +216,7 @@ class CommunicatorBase(Communicator):
         def job():
             self._verify(desc)
             dst = out if out is not None and out.flags.c_contiguous \
-                else np.empty(arr.shape, arr.dtype)
+                else self._results.empty(arr.shape, arr.dtype)
             if self.rank == r and not _same_buffer(dst, arr):
                 dst[...] = arr
             if dst.size:
@@ -239,7 +246,7 @@ class CommunicatorBase(Communicator):
                 raw = self._exchange(desc)
             rows = C.dim0s(raw, self.world_size)
             row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
-            dst = np.empty((sum(rows), *arr.shape[1:]), arr.dtype)
+            dst = self._results.empty((sum(rows), *arr.shape[1:]), arr.dtype)
             if dst.size:
                 self._allgatherv(_bytes(src), _bytes(dst), [n * row_bytes for n in rows])
             return dst
@@ -266,7 +273,7 @@ class CommunicatorBase(Communicator):
             src = np.ascontiguousarray(arr)
             rows = C.check_splits(None, arr.shape[0], self.world_size, "reduce_scatter")
             row = int(np.prod(arr.shape[1:], dtype=np.int64))
-            dst = np.empty((rows[self.rank], *arr.shape[1:]), arr.dtype)
+            dst = self._results.empty((rows[self.rank], *arr.shape[1:]), arr.dtype)
             if src.size:
                 self._reduce_scatter(_flat(src), _flat(dst), [n * row for n in rows], rop, alg)
             return dst
@@ -290,7 +297,7 @@ class CommunicatorBase(Communicator):
             self._verify(desc, first_dim_free=True)
             row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
             recv_rows = self._alltoall_counts(parts)
-            dst = np.empty((sum(recv_rows), *arr.shape[1:]), arr.dtype)
+            dst = self._results.empty((sum(recv_rows), *arr.shape[1:]), arr.dtype)
             self._alltoallv(_bytes(src), [n * row_bytes for n in parts], _bytes(dst),
                             [n * row_bytes for n in recv_rows])
             return dst
@@ -343,6 +350,7 @@ class CommunicatorBase(Communicator):
             return
         self._executor.close()
         self._closed = True
+        self._results.clear()
         together = False
         try:
             if self.check and self.world_size > 1:
