@@ -109,6 +109,9 @@ _var("RINGTRAIN_TIMEOUT", 30.0, _seconds,
 _var("RINGTRAIN_STALL_WARNING", 10.0, _seconds_or_off,
      "Seconds a collective may wait for other ranks before a warning names the missing ones "
      "(0: no warning and no watchdog).")
+_var("RINGTRAIN_REPORT_EVERY", 100, _count,
+     "Every this many training steps (and when the loop ends) the chief prints one line naming "
+     "the straggler rank, how late it arrives and in which phase (0: no report, no timing).")
 _var("RINGTRAIN_BUCKET_BYTES", 16 * 1024 * 1024, _count,
      "Bytes per all-reduce bucket, for graph models (allreduce_many, MirroredStrategy) and "
      "PyTorch models alike (0: no fusion). Smaller buckets start sooner during backward, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -126,6 +127,8 @@ class DistributedIterator:
         self._peeked: list = []
         self.batches_consumed = 0
         self.exhausted = False
+        # The straggler report: steps recorded before this pass (its end reports the rest).
+        self._steps_before = getattr(dataset.extended, "steps_recorded", lambda: 0)()
 
     def __iter__(self) -> DistributedIterator:
         return self
@@ -154,7 +157,16 @@ class DistributedIterator:
         return False
 
     def __next__(self) -> Any:
-        batch = self._next_global()
+        extended = self._dataset.extended
+        started = time.perf_counter()
+        try:
+            batch = self._next_global()
+        except StopIteration:
+            if hasattr(extended, "training_ended"):
+                extended.training_ended(since=self._steps_before)
+            raise
+        if hasattr(extended, "record_phase"):
+            extended.record_phase("data", time.perf_counter() - started)
         if self.batches_consumed == 1:              # once per pass
             self._dataset.extended.check_same_batch(batch)
             self._dataset.extended._checked_first_batch = True

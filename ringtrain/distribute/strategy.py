@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..comm import stragglers
 from ..comm.base import ReduceOp
 from ..core import distribution as _distribution
 from ..world import process_group
@@ -216,6 +217,40 @@ class StrategyExtended:
     def initial_value(self, variable_name: str, initial_value: Any) -> Any:
         return initial_value
 
+    # The straggler report (comm/stragglers.py) for graph and Keras loops: a step ends at its
+    # gradient all-reduce; the optimizer's updates, run after it in the same session call,
+    # count as the next step's forward+backward.
+    def _reduce_step(self, arrays: list, summed: bool) -> list:
+        if not hasattr(self, "_recorder"):
+            self._recorder = stragglers.recorder_for(self.comm)   # the first step, everywhere
+        recorder = self._recorder
+        if recorder is None:
+            return self.reduce_gradient_arrays(arrays, summed)
+        recorder.arrive()
+        started = time.perf_counter()
+        out = self.reduce_gradient_arrays(arrays, summed)
+        recorder.add("comm", time.perf_counter() - started)
+        recorder.step_done()
+        return out
+
+    def record_phase(self, phase: str, seconds: float) -> None:
+        """Add a training loop's time in ``phase`` (e.g. "data") to the straggler report."""
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            recorder.add(phase, seconds)
+
+    def steps_recorded(self) -> int:
+        recorder = getattr(self, "_recorder", None)
+        return -1 if recorder is None else recorder.steps
+
+    def training_ended(self, since: int | None = None) -> None:
+        """A training loop (Keras fit, a pass over a distributed dataset) ended on every
+        worker: report the steps left. ``since``: only if steps ran after that count (a pass
+        without training steps, e.g. an evaluation on the chief only, runs no collective)."""
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None and (since is None or recorder.steps > since):
+            recorder.finish()
+
     def aggregate_gradients(self, grads_and_vars):
         return list(grads_and_vars)
 
@@ -374,6 +409,40 @@ class MirroredExtended(StrategyExtended):
         return _graph_py_op(lambda *arrays: self.reduce_gradient_arrays(list(arrays)),
                             tensors, tensors, "ReplicaMean")
 
+    # The straggler report (comm/stragglers.py) for graph and Keras loops: a step ends at its
+    # gradient all-reduce; the optimizer's updates, run after it in the same session call,
+    # count as the next step's forward+backward.
+    def _reduce_step(self, arrays: list, summed: bool) -> list:
+        if not hasattr(self, "_recorder"):
+            self._recorder = stragglers.recorder_for(self.comm)   # the first step, everywhere
+        recorder = self._recorder
+        if recorder is None:
+            return self.reduce_gradient_arrays(arrays, summed)
+        recorder.arrive()
+        started = time.perf_counter()
+        out = self.reduce_gradient_arrays(arrays, summed)
+        recorder.add("comm", time.perf_counter() - started)
+        recorder.step_done()
+        return out
+
+    def record_phase(self, phase: str, seconds: float) -> None:
+        """Add a training loop's time in ``phase`` (e.g. "data") to the straggler report."""
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            recorder.add(phase, seconds)
+
+    def steps_recorded(self) -> int:
+        recorder = getattr(self, "_recorder", None)
+        return -1 if recorder is None else recorder.steps
+
+    def training_ended(self, since: int | None = None) -> None:
+        """A training loop (Keras fit, a pass over a distributed dataset) ended on every
+        worker: report the steps left. ``since``: only if steps ran after that count (a pass
+        without training steps, e.g. an evaluation on the chief only, runs no collective)."""
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None and (since is None or recorder.steps > since):
+            recorder.finish()
+
     def aggregate_gradients(self, grads_and_vars):
         """Gradients averaged across workers by one op that all-reduces them in fusion
         buckets, ordered by variable name (the same on every worker, whatever the order of
@@ -394,7 +463,7 @@ class MirroredExtended(StrategyExtended):
         live = [item for _, item in sorted(zip(names, live), key=lambda t: t[0])]
         grads = [_dense(g) for _, g, _ in live]
         summed = self.sums_gradients
-        reduced = _graph_py_op(lambda *arrays: self.reduce_gradient_arrays(list(arrays), summed),
+        reduced = _graph_py_op(lambda *arrays: self._reduce_step(list(arrays), summed),
                                grads, grads, "AllReduceGradients")
         out = list(pairs)
         for (i, _, v), g in zip(live, reduced):

@@ -13,6 +13,8 @@ global batch, ``mean`` on the epoch's loss/metrics, ``is_chief`` for output and 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -89,6 +91,29 @@ class Replication:
         if broadcast is not None and isinstance(data, Dataset) and \
                 int(getattr(self.ctx, "num_workers", 1)) > 1:
             share_shuffle_seeds(data, broadcast)
+
+    def timed_batches(self, batches: Iterable) -> Iterator:
+        """``batches``, each wait for the next one counted as the straggler report's data
+        phase (when the strategy keeps that report)."""
+        record = getattr(self.ctx, "record_phase", None)
+        if record is None:
+            yield from batches
+            return
+        batches = iter(batches)
+        while True:
+            started = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            record("data", time.perf_counter() - started)
+            yield batch
+
+    def training_ended(self) -> None:
+        """fit's epochs ended on every worker: the strategy reports the steps left."""
+        ended = getattr(self.ctx, "training_ended", None)
+        if ended is not None:
+            ended()
 
     def same_seed(self, seed: int) -> int:
         """The chief's shuffling seed on every worker, so all iterate the same global order."""
@@ -303,6 +328,7 @@ class Trainer:
                                            validation_steps)
         logs = self._run_epochs(data, val, range(initial_epoch, epochs), validation_freq, rep,
                                 cb_list)
+        rep.training_ended()
         cb_list.on_train_end(logs)
         self.history = history
         return history
@@ -354,7 +380,7 @@ class Trainer:
     def _train_epoch(self, data: Any, epoch: int, rep: Replication,
                      cb_list: callbacks_mod.CallbackList) -> dict:
         means = WeightedMeans()
-        for step, element in enumerate(data.epoch(epoch)):
+        for step, element in enumerate(rep.timed_batches(data.epoch(epoch))):
             x, y, sw = unpack(element)
             if sw is not None:
                 raise ValueError("sample weights in a dataset are not supported")

@@ -4,11 +4,14 @@ and the same number of batches on every worker."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler, Sampler
+
+from ..comm import stragglers
 
 
 def shard_indices(indices: list[int], rank: int, world_size: int) -> list[int]:
@@ -115,7 +118,28 @@ class DistributedDataLoader:
     def __iter__(self) -> Iterator[Any]:
         self.sampler.set_epoch(self._epoch)
         self._epoch += 1
-        return iter(self.loader)
+        recorder = stragglers.current()
+        if recorder is None:
+            return iter(self.loader)
+        return _timed(iter(self.loader), recorder)
 
     def __len__(self) -> int:
         return len(self.loader)
+
+
+def _timed(batches: Iterator[Any], recorder: stragglers.StepRecorder) -> Iterator[Any]:
+    """``batches``, each wait for the next one added to the straggler report's data phase; a
+    pass that ran training steps reports the steps since the last report when it ends (every
+    rank ends the pass at the same step; a pass without steps, e.g. an evaluation on the chief
+    only, reports nothing, so it runs no collective)."""
+    steps_before = recorder.steps
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        recorder.add("data", time.perf_counter() - started)
+        yield batch
+    if recorder.steps > steps_before:
+        recorder.finish()

@@ -38,6 +38,7 @@ still take part in the same collectives.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ import torch
 from torch.autograd import Variable
 
 from .. import env
+from ..comm import stragglers
 from ..comm.base import ReduceOp
 from ..comm.common import check_bucket_bytes, plan_buckets
 from ..errors import CollectiveMismatch, ConfigError
@@ -261,6 +263,8 @@ class GradientEngine:
         self._hooks: list[Any] = []
 
         everyone = check_same_everywhere(describe_parameters(named), what, self.comm)
+        self.recorder = stragglers.recorder_for(self.comm) if self.active else None
+        self._optimizer_start = 0.0
         # Rank 0's order reversed: parameters registered last get gradients first in backward,
         # so their bucket fills (and starts all-reducing) first.
         by_name = dict(named)
@@ -398,6 +402,8 @@ class GradientEngine:
     def _launch(self, bucket: _Bucket, now: bool = False) -> None:
         """Start all-reducing ``bucket`` (``now``: in this thread, returning when done; the
         communicator still runs it after everything submitted before)."""
+        if self.recorder is not None:
+            self.recorder.arrive()
         if bucket.direct:
             buffer = self._direct_buffer(bucket)
         else:
@@ -438,6 +444,7 @@ class GradientEngine:
 
     def _finish_round(self) -> None:
         """Launch what is left (in bucket order), wait for every bucket, publish the result."""
+        started = time.perf_counter()
         buckets = self.buckets
         try:
             # What is left goes now, from this thread (saves the hand-off to the
@@ -460,6 +467,8 @@ class GradientEngine:
             self._next = 0
             self._passes = 0
         self._rounds_since_step += 1
+        if self.recorder is not None:
+            self.recorder.add("comm", time.perf_counter() - started)
         if self._observed is not None:
             self._replan()
 
@@ -486,6 +495,7 @@ class GradientEngine:
             self._finish_round()
 
     def before_step(self) -> None:
+        self._optimizer_start = time.perf_counter()
         if self.skip:
             return
         if self.user_synchronized:
@@ -495,8 +505,14 @@ class GradientEngine:
                           "optimizer.skip_synchronize():' when you synchronize() yourself, "
                           "e.g. to clip gradients.", stacklevel=4)
         self.synchronize()
+        self._optimizer_start = time.perf_counter()
 
     def after_step(self) -> None:
+        # A step that averaged gradients ends a training step (not the local step that
+        # broadcast_optimizer_state takes to create the optimizer's state).
+        if self.recorder is not None and self._rounds_since_step:
+            self.recorder.add("optimizer", time.perf_counter() - self._optimizer_start)
+            self.recorder.step_done()
         self._rounds_since_step = 0
         self.user_synchronized = False
 
