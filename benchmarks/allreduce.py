@@ -13,11 +13,12 @@ bytes per second the memory bus moves with all ranks busy; an in-place all-reduc
 over N ranks on one machine must read every rank's input and write every rank's result,
 2 * N * S bytes, so floor = 2 * N * S / bandwidth.
 
-Every method runs on the same in-place float32 buffer, alternately within each round, so slow
-drifts of a shared machine hit all methods alike. A sample is the time of one call (of a batch
-of calls for small sizes), the slowest rank's time counts, and the table shows the median over
-rounds: time, algbw = bytes / time, busbw = algbw * 2 (N - 1) / N, and ratios. Then the cost of
-the contract check and of the reduction kernels (C extension vs NumPy) on rank 0.
+Every method runs on the same in-place float32 buffer, alternately within each round (each
+method starting a round in turn), so slow drifts of a shared machine hit all methods alike. A
+sample is the time of one call (of a batch of calls for small sizes), the slowest rank's time
+counts, and the table shows the median over rounds: time, algbw = bytes / time, busbw =
+algbw * 2 (N - 1) / N, and ratios. Then the cost of the contract check and of the reduction
+kernels (C extension vs NumPy) on rank 0.
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ def timed(comm, fn, batch: int) -> float:
     return max(comm.allgather_object(mine))
 
 
+def rotated(methods: dict, round_index: int) -> list:
+    """The methods in the order of this round: each starts a round in turn, so whatever the
+    first (or last) call of a round pays is shared out evenly."""
+    items = list(methods.items())
+    k = round_index % len(items)
+    return items[k:] + items[:k]
+
+
 def bench_allreduce(comm, sizes, repeats, torch_dist):
     torch, dist = torch_dist
     n = comm.world_size
@@ -110,8 +119,8 @@ def bench_allreduce(comm, sizes, repeats, torch_dist):
         for fn in methods.values():       # warm-up: connections, scratch buffers, caches
             timed(comm, fn, 1)
         samples = {name: [] for name in methods}
-        for _ in range(reps):
-            for name, fn in methods.items():
+        for r in range(reps):
+            for name, fn in rotated(methods, r):
                 samples[name].append(timed(comm, fn, batch))
         med = {name: float(np.median(v)) for name, v in samples.items()}
         rows.append((nbytes, med))
@@ -198,8 +207,8 @@ def bench_forms(comm, sizes, repeats, bandwidth):
             timed(comm, fn, 1)
         samples = {name: [] for name in methods}
         reps = repeats if nbytes < (64 << 20) else max(7, repeats // 2)
-        for _ in range(reps):
-            for name, fn in methods.items():
+        for r in range(reps):
+            for name, fn in rotated(methods, r):
                 samples[name].append(timed(comm, fn, 1))
         med = {name: float(np.median(v)) for name, v in samples.items()}
         forms_rows.append((label, nbytes, med))

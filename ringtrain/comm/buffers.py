@@ -1,11 +1,11 @@
 """Result arrays of the collectives, recycled once the caller lets go of them.
 
 A collective that returns a new array (``allreduce(x)``, ``allreduce_many``, ``broadcast``
-without ``out=``...) would otherwise allocate fresh memory on every call. glibc serves large
-blocks with ``mmap`` and unmaps them on free, so each call faults every page of its result in
-again (and the kernel zeroes each page): for 64 MiB that is 16384 page faults, which cost more
-than the all-reduce's own pass over memory. Training calls the collectives with the same sizes
-every step, so the communicator keeps the blocks its callers dropped and hands them out again.
+without ``out=``...) would otherwise allocate fresh memory on every call. glibc serves blocks
+above its mmap threshold (at most 32 MiB) with ``mmap`` and unmaps them on free, so each call
+faults every page of its result in again and the kernel zeroes it: one more pass of writes
+over the whole result. Training calls the collectives with the same sizes every step, so the
+communicator keeps the blocks its callers dropped and hands them out again.
 
 A returned array's ``base`` is a ``_Loan``: NumPy views, slices and ``torch.from_numpy`` all
 keep it alive, and when the last of them goes the loan returns its block to the pool (no
