@@ -37,6 +37,8 @@ PROG ending in .py runs with this Python; anything else is a command run as give
 through MPICH's mpiexec. Each output line is prefixed with its rank ("[1] ..."). When a
 worker exits non-zero or dies by a signal, the others are stopped and ringrun exits with
 that worker's code (128+N for signal N); Ctrl-C or SIGTERM stops all workers.
+With RINGTRAIN_TIMELINE=PATH the ranks' traces are merged into PATH at the end;
+ringrun --merge-timeline OUT IN... merges trace files by hand.
 """
 EPILOG = """\
 exit codes: the first failing worker's code; 124 after --timeout; 128+N after signal N;
@@ -295,6 +297,8 @@ def format_plan(p: Plan) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--merge-timeline"]:
+        return _merge_timeline(args[1:])
     options, ns = parse_args(args)
     if ns.help_env:
         from . import env
@@ -346,7 +350,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _supervise(job, listener, token, session, ns)
     finally:
         _close_listener(listener, directory)
+    _merge_job_timeline(environ)
     return session.finish(code) if session is not None else code
+
+
+def _merge_timeline(args: list[str]) -> int:
+    """``ringrun --merge-timeline OUT IN...``: one trace of the ranks' RINGTRAIN_TIMELINE
+    files (e.g. those of a job that was killed before ringrun could merge them)."""
+    from .timeline import merge
+
+    if len(args) < 2:
+        print("ringrun: --merge-timeline needs OUT and at least one IN (e.g. ringrun "
+              "--merge-timeline trace.json trace.json.rank*)", file=sys.stderr)
+        return 2
+    try:
+        count = merge(args[0], args[1:])
+    except ValueError as exc:
+        print(f"ringrun: {exc}", file=sys.stderr)
+        return 1
+    print(f"ringrun: {count} events from {len(args) - 1} file(s): {args[0]}", file=sys.stderr)
+    return 0
+
+
+def _merge_job_timeline(environ: dict[str, str]) -> None:
+    """With RINGTRAIN_TIMELINE=PATH in ringrun's environment, the ranks' PATH.rank<r> files
+    become PATH (the workers write theirs when they exit)."""
+    from . import env
+    from .timeline import merge_job
+
+    path = env.get("RINGTRAIN_TIMELINE", environ)
+    if not path:
+        return
+    try:
+        line = merge_job(path)
+    except (OSError, ValueError) as exc:
+        line = f"ringrun: RINGTRAIN_TIMELINE={path}: the ranks' files were not merged: {exc}"
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _supervise(job: Plan, listener: socket.socket | None, token: str, session: object,

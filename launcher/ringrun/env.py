@@ -112,6 +112,9 @@ _var("RINGTRAIN_STALL_WARNING", 10.0, _seconds_or_off,
 _var("RINGTRAIN_REPORT_EVERY", 100, _count,
      "Every this many training steps (and when the loop ends) the chief prints one line naming "
      "the straggler rank, how late it arrives and in which phase (0: no report, no timing).")
+_var("RINGTRAIN_TIMELINE", None, _str,
+     "Write a Chrome/Perfetto trace of the training steps here (each rank writes PATH.rank<r>; "
+     "ringrun merges them into PATH when the job ends), like HOROVOD_TIMELINE.")
 _var("RINGTRAIN_BUCKET_BYTES", 16 * 1024 * 1024, _count,
      "Bytes per all-reduce bucket, for graph models (allreduce_many, MirroredStrategy) and "
      "PyTorch models alike (0: no fusion). Smaller buckets start sooner during backward, "

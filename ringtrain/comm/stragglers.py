@@ -28,6 +28,7 @@ from collections import deque
 from typing import Any
 
 from .. import env
+from .timeline import Timeline
 
 PHASES = ("data", "compute", "optimizer", "comm")
 PHASE_WORDS = {"data": "data loading", "compute": "forward+backward",
@@ -42,7 +43,7 @@ class StepRecorder:
     step's first gradient collective starts, :meth:`step_done` when the step ends (it reports
     every ``every`` steps), :meth:`finish` when the loop ends (reports what is left)."""
 
-    def __init__(self, group: Any, every: int | None = None):
+    def __init__(self, group: Any, every: int | None = None, timeline: str | None = None):
         self.group = group
         self.every = env.get("RINGTRAIN_REPORT_EVERY") if every is None else every
         self.window: deque[tuple[float, float, dict[str, float]]] = deque(
@@ -56,10 +57,14 @@ class StepRecorder:
             group.barrier()
             readings = group.allgather_object(time.time())
             self.offset = readings[0] - readings[group.rank]
+        self.timeline = None if not timeline else Timeline(timeline, group.rank, self.offset)
         self._step_start = time.perf_counter()
+        self._step_start_wall = time.time()
 
     def add(self, phase: str, seconds: float) -> None:
         self._phases[phase] += seconds
+        if self.timeline is not None:
+            self.timeline.ended(phase, phase, seconds)
 
     def arrive(self) -> None:
         """The step's first gradient collective starts now (later calls in the step: no-op)."""
@@ -70,6 +75,9 @@ class StepRecorder:
         now = time.perf_counter()
         total = now - self._step_start
         self._step_start = now
+        if self.timeline is not None:
+            self.timeline.span("step", f"step {self.steps + 1}", self._step_start_wall, total)
+        self._step_start_wall = time.time()
         phases = self._phases
         phases["compute"] = max(0.0, total - phases["data"] - phases["optimizer"] - phases["comm"])
         arrival = self._arrival if self._arrival is not None else time.time() + self.offset
@@ -144,12 +152,14 @@ _current: StepRecorder | None = None
 
 def recorder_for(group: Any) -> StepRecorder | None:
     """The process's recorder for ``group``, created on first use (a collective: call it at
-    the same point on every rank); None when the report is off or the world is one process."""
+    the same point on every rank); None when neither the report nor the timeline is on, or
+    the world is one process."""
     global _current
-    if group.world_size < 2 or not env.get("RINGTRAIN_REPORT_EVERY"):
+    timeline = env.get("RINGTRAIN_TIMELINE")
+    if group.world_size < 2 or not (env.get("RINGTRAIN_REPORT_EVERY") or timeline):
         return None
     if _current is None or _current.group is not group:
-        _current = StepRecorder(group)
+        _current = StepRecorder(group, timeline=timeline)
     return _current
 
 

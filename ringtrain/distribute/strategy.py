@@ -217,40 +217,6 @@ class StrategyExtended:
     def initial_value(self, variable_name: str, initial_value: Any) -> Any:
         return initial_value
 
-    # The straggler report (comm/stragglers.py) for graph and Keras loops: a step ends at its
-    # gradient all-reduce; the optimizer's updates, run after it in the same session call,
-    # count as the next step's forward+backward.
-    def _reduce_step(self, arrays: list, summed: bool) -> list:
-        if not hasattr(self, "_recorder"):
-            self._recorder = stragglers.recorder_for(self.comm)   # the first step, everywhere
-        recorder = self._recorder
-        if recorder is None:
-            return self.reduce_gradient_arrays(arrays, summed)
-        recorder.arrive()
-        started = time.perf_counter()
-        out = self.reduce_gradient_arrays(arrays, summed)
-        recorder.add("comm", time.perf_counter() - started)
-        recorder.step_done()
-        return out
-
-    def record_phase(self, phase: str, seconds: float) -> None:
-        """Add a training loop's time in ``phase`` (e.g. "data") to the straggler report."""
-        recorder = getattr(self, "_recorder", None)
-        if recorder is not None:
-            recorder.add(phase, seconds)
-
-    def steps_recorded(self) -> int:
-        recorder = getattr(self, "_recorder", None)
-        return -1 if recorder is None else recorder.steps
-
-    def training_ended(self, since: int | None = None) -> None:
-        """A training loop (Keras fit, a pass over a distributed dataset) ended on every
-        worker: report the steps left. ``since``: only if steps ran after that count (a pass
-        without training steps, e.g. an evaluation on the chief only, runs no collective)."""
-        recorder = getattr(self, "_recorder", None)
-        if recorder is not None and (since is None or recorder.steps > since):
-            recorder.finish()
-
     def aggregate_gradients(self, grads_and_vars):
         return list(grads_and_vars)
 
@@ -421,7 +387,12 @@ class MirroredExtended(StrategyExtended):
         recorder.arrive()
         started = time.perf_counter()
         out = self.reduce_gradient_arrays(arrays, summed)
-        recorder.add("comm", time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        recorder.add("comm", seconds)
+        if recorder.timeline is not None:
+            recorder.timeline.ended("allreduce", "AllReduceGradients", seconds,
+                                    {"bytes": sum(np.asarray(a).nbytes for a in arrays),
+                                     "tensors": len(arrays)})
         recorder.step_done()
         return out
 

@@ -165,7 +165,7 @@ class _Bucket:
     gradient (``direct``). The last bucket also carries every parameter's flag."""
 
     __slots__ = ("array", "buffer", "ctx", "direct", "flags", "flat", "handle", "index",
-                 "ready", "remaining", "slots", "wire")
+                 "queued", "ready", "remaining", "slots", "wire")
 
     def __init__(self, index: int, slots: list[_Slot], flags: int = 0,
                  dtype: torch.dtype | None = None):
@@ -404,6 +404,7 @@ class GradientEngine:
         communicator still runs it after everything submitted before)."""
         if self.recorder is not None:
             self.recorder.arrive()
+            bucket.queued = time.time()
         if bucket.direct:
             buffer = self._direct_buffer(bucket)
         else:
@@ -452,8 +453,13 @@ class GradientEngine:
             while self._next < len(buckets):
                 self._launch(buckets[self._next], now=True)
                 self._next += 1
+            timeline = None if self.recorder is None else self.recorder.timeline
             for bucket in buckets:
                 bucket.handle.wait()
+                if timeline is not None:
+                    timeline.span("allreduce", f"bucket {bucket.index}", bucket.queued,
+                                  time.time() - bucket.queued,
+                                  {"bytes": bucket.wire.nbytes, "parameters": len(bucket.slots)})
                 self._unpack(bucket)
             if self._no_grad:
                 flags = buckets[-1].flags.tolist()
