@@ -282,6 +282,8 @@ class Watchdog:
         late = sorted([r for r, _ in behind] + list(silent))
         for r, what in self._autopsy(late).items():
             lines.append(f"  rank {r}: {what}")
+        if self.since is None or self.entered != seq:
+            return            # they arrived during the autopsy: its stacks are not the stall's
         _say("\n".join(lines))
 
     def _autopsy(self, ranks: list[int]) -> dict[int, str]:
@@ -458,9 +460,10 @@ def _describe(pid: int, dump: tuple[str, str] | None, elsewhere: int) -> str:
     if state in _STATES:
         return _STATES[state] + where
     ringtrain_dir = str(Path(__file__).resolve().parents[1]) + os.sep
-    if inside is not None and str(Path(inside[0]).resolve()).startswith(ringtrain_dir) \
-            and elsewhere:
-        return f"waiting in {inside[2]} #{elsewhere} of another communicator{where}"
+    if inside is not None and str(Path(inside[0]).resolve()).startswith(ringtrain_dir):
+        if elsewhere:
+            return f"waiting in {inside[2]} #{elsewhere} of another communicator{where}"
+        return f"in ringtrain's {inside[2]}{where}"
     if state == "R":
         return f"computing{where}"
     call = _syscall(pid)
