@@ -106,6 +106,9 @@ _var("RINGTRAIN_CHECK_COLLECTIVES", True, _bool,
 _var("RINGTRAIN_TIMEOUT", 30.0, _seconds,
      "Seconds after which a worker (or, in a cluster, a machine) that stopped answering is "
      "declared dead (job fails).")
+_var("RINGTRAIN_CHECK_REPLICAS_EVERY", 1000, _count,
+     "Every this many training steps, compare a hash of every parameter across the replicas "
+     "and stop with ReplicasDiverged naming the first differing tensor (0: never).")
 _var("RINGTRAIN_STALL_WARNING", 10.0, _seconds_or_off,
      "Seconds a collective may wait for other ranks before a warning names the missing ones "
      "(0: no warning and no watchdog).")

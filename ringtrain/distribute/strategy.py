@@ -24,6 +24,7 @@ from .input import (
     fingerprint,
     shard_batch,
 )
+from .replicas import ReplicaGuard
 
 
 def _sum_or_mean(op: Any) -> ReduceOp:
@@ -434,8 +435,16 @@ class MirroredExtended(StrategyExtended):
         live = [item for _, item in sorted(zip(names, live), key=lambda t: t[0])]
         grads = [_dense(g) for _, g, _ in live]
         summed = self.sums_gradients
-        reduced = _graph_py_op(lambda *arrays: self._reduce_step(list(arrays), summed),
-                               grads, grads, "AllReduceGradients")
+        names = sorted(names)
+        guard = ReplicaGuard(self.comm, "MirroredStrategy")
+
+        def reduce(*arrays):
+            # The variables' values (before this step's update) follow the gradients.
+            guard.step(lambda: list(zip(names, arrays[len(grads):])))
+            return self._reduce_step(list(arrays[:len(grads)]), summed)
+
+        reduced = _graph_py_op(reduce, grads + [v for _, _, v in live], grads,
+                               "AllReduceGradients")
         out = list(pairs)
         for (i, _, v), g in zip(live, reduced):
             out[i] = (g, v)

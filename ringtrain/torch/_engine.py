@@ -51,6 +51,7 @@ from .. import env
 from ..comm import stragglers
 from ..comm.base import ReduceOp
 from ..comm.common import check_bucket_bytes, plan_buckets
+from ..distribute.replicas import ReplicaGuard
 from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._compression import Compression
@@ -261,6 +262,7 @@ class GradientEngine:
         self._rounds_since_step = 0
         self._no_grad: list[_Slot] = []  # slots sent as zeros this round (no .grad here)
         self._hooks: list[Any] = []
+        self.replicas = ReplicaGuard(self.comm, what)
 
         everyone = check_same_everywhere(describe_parameters(named), what, self.comm)
         self.recorder = stragglers.recorder_for(self.comm) if self.active else None
@@ -502,16 +504,28 @@ class GradientEngine:
 
     def before_step(self) -> None:
         self._optimizer_start = time.perf_counter()
-        if self.skip:
-            return
-        if self.user_synchronized:
-            warnings.warn("optimizer.step() called without optimizer.skip_synchronize() after "
-                          "optimizer.synchronize(): step() synchronizes again (a no-op unless "
-                          "backward ran in between). Wrap step() in 'with "
-                          "optimizer.skip_synchronize():' when you synchronize() yourself, "
-                          "e.g. to clip gradients.", stacklevel=4)
-        self.synchronize()
-        self._optimizer_start = time.perf_counter()
+        if not self.skip:
+            if self.user_synchronized:
+                warnings.warn("optimizer.step() called without optimizer.skip_synchronize() "
+                              "after optimizer.synchronize(): step() synchronizes again (a "
+                              "no-op unless backward ran in between). Wrap step() in 'with "
+                              "optimizer.skip_synchronize():' when you synchronize() yourself, "
+                              "e.g. to clip gradients.", stacklevel=4)
+            self.synchronize()
+        if self.active:
+            self.replicas.step(self._parameter_arrays)
+        if not self.skip:
+            self._optimizer_start = time.perf_counter()     # the update proper starts now
+
+    def _parameter_arrays(self) -> list[tuple[str, Any]]:
+        """Every parameter as a host array, in plan order (the replica guard's input)."""
+        out = []
+        for name, slot in self.slots.items():
+            value = slot.param.detach().cpu()
+            if value.dtype == torch.bfloat16:   # NumPy has no bfloat16; float32 holds it exactly
+                value = value.float()
+            out.append((name, value.numpy()))
+        return out
 
     def after_step(self) -> None:
         # A step that averaged gradients ends a training step (not the local step that
