@@ -53,3 +53,41 @@ def test_the_replica_guard_names_a_parameter_changed_on_one_rank(ringrun, np_, f
         assert out[:3] == ["STEP 1", "STEP 2", "STEP 3"], res.describe()
         assert out[3].startswith(expected), res.describe()
     assert res.returncode == 3, res.describe()
+
+
+@pytest.mark.parametrize("np_", [2, 3])
+def test_doctor_checks_every_worker_and_names_the_slowest_link(ringrun, np_):
+    res = ringrun(np_, "--doctor", timeout=60)
+    res.check()
+    out = res.stdout_of(0)
+    assert out[0].startswith(f"ringrun doctor: {np_} worker(s) on 1 host(s), checked in")
+    assert float(out[0].split()[-2]) <= 10, res.describe()
+    assert out[1].endswith(f"(ranks 0-{np_ - 1})"), res.describe()
+    assert out[3].startswith("  versions agree on every worker: Python 3."), res.describe()
+    assert "torch 2.13.0" in out[3], res.describe()
+    assert out[4].startswith("  shared memory on ") and ": ok (" in out[4], res.describe()
+    links = out[5].split(": ", 1)[1].split(", ")
+    assert [link.split()[0] for link in links] == [
+        f"{(r - 1) % np_}->{r}" for r in range(np_)], res.describe()
+    rates = {link.split()[0]: float(link.split()[1]) for link in links}
+    slowest = out[6].split()[2]
+    assert rates[slowest] == min(rates.values()), res.describe()
+    assert out[7].startswith("  all-reduce of 4 MiB (best of 3): bus bandwidth"), res.describe()
+    assert out[-1] == "ringrun doctor: OK", res.describe()
+    assert all(not res.stdout_of(r) for r in range(1, np_)), res.describe()
+
+
+def test_doctor_names_version_skew_with_its_ranks():
+    from ringtrain.doctor import skew
+
+    facts = [{"Python": "3.11.7", "ringtrain": "0.1.0", "NumPy": "2.4.6", "torch": t,
+              "mpi4py": "4.1.2", "MPI": "MPICH Version: 5.0.2"}
+             for t in ("2.13.0", "2.13.0", "2.12.1", "2.13.0")]
+    assert skew(facts) == ["torch differs: 2.13.0 on ranks 0-1, 3; 2.12.1 on rank 2"]
+    assert skew(facts[:2]) == []
+
+
+def test_doctor_takes_no_program(ringrun):
+    res = ringrun(2, "train.py", options=["--doctor"], timeout=30)
+    assert res.returncode == 2
+    assert "--doctor runs its own check: give no program" in res.stderr

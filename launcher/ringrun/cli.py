@@ -28,7 +28,8 @@ from .plan import (
 from .protocol import TOKEN_SIZE
 
 USAGE = ("ringrun -np N [-H host:slots,...] [--hostfile F] [--timeout S] [--max-restarts N] "
-         "[--no-prefix] [--timestamp] [--output-filename DIR] PROG [ARGS...]")
+         "[--no-prefix] [--timestamp] [--output-filename DIR] PROG [ARGS...]\n       "
+         "ringrun -np N [-H ...] --doctor")
 DESCRIPTION = """\
 Start N workers of a ringtrain program and supervise them.
 
@@ -48,6 +49,8 @@ _VALUE_OPTIONS = {"-np", "-n", "--np", "-H", "--hosts", "--hostfile", "--timeout
                   "--max-restarts", "--output-filename"}
 #: seconds before restart k (1-based) of --max-restarts: 1, 2, 4, ... at most 30
 RESTART_BACKOFF = (1.0, 30.0)
+#: Seconds after which ringrun --doctor stops a check that hangs (exit code 124).
+DOCTOR_TIMEOUT = 60.0
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -166,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "DIR/rank.N/stderr (Horovod's flag)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be started, start nothing")
+    parser.add_argument("--doctor", action="store_true",
+                        help="instead of a program, check the workers in a few seconds: MPI "
+                             "starts everywhere, versions agree, shared memory works, the "
+                             "bandwidth of every ring link (the slowest named)")
     parser.add_argument("--help-env", action="store_true",
                         help="list the RINGTRAIN_* environment variables and exit")
     parser.add_argument("--version", action="version", version=f"ringrun {__version__}")
@@ -179,6 +186,12 @@ def parse_args(argv: Sequence[str]) -> tuple[Options, argparse.Namespace]:
     ns = parser.parse_args(own)
     if ns.help_env:
         return Options(np=1, command=()), ns
+    if ns.doctor:
+        if command:
+            parser.error("--doctor runs its own check: give no program")
+        # The check runs as the job's program (the launcher never imports the library).
+        command = [sys.executable, "-m", "ringtrain.doctor"]
+        ns.timeout = ns.timeout or DOCTOR_TIMEOUT
     if not command:
         parser.error("no program given; e.g. ringrun -np 2 train.py")
     if ns.hosts and ns.hostfile:
