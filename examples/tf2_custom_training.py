@@ -1,7 +1,7 @@
 """TensorFlow's "Custom training with tf.distribute.Strategy" tutorial, with only the import
 changed, on synthetic data of Fashion-MNIST's shape (28x28x1 images, 10 classes).
 
-    ringrun -np 2 examples/tf2_custom_training.py          # test accuracy > 0.9 after 2 epochs
+    ringrun -np 2 examples/tf2_custom_training.py          # test accuracy 0.89 after 2 epochs
 
 TensorFlow 2 style: eager execution, a ``tf.function`` training step run by
 ``strategy.run``, ``tf.GradientTape``, ``tf.nn.compute_average_loss`` and the Keras optimizer's
@@ -19,9 +19,10 @@ import ringtrain.v2 as tf  # the tutorial: import tensorflow as tf
 
 
 def synthetic_fashion_mnist(n_train: int, n_test: int, seed: int = 0) -> tuple:
-    """Images of Fashion-MNIST's shape: each class is a fixed random pattern plus noise."""
+    """Images of Fashion-MNIST's shape: each class is a fixed random black-and-white pattern
+    plus noise."""
     rng = np.random.default_rng(seed)
-    templates = rng.uniform(size=(10, 28, 28, 1))
+    templates = (rng.uniform(size=(10, 28, 28, 1)) > 0.5).astype(np.float64)
 
     def draw(n):
         labels = rng.integers(0, 10, n)
@@ -38,6 +39,7 @@ def main() -> float:
     args = parser.parse_args()
     (train_images, train_labels), (test_images, test_labels) = synthetic_fashion_mnist(
         args.train_samples, args.test_samples)
+    tf.keras.utils.set_random_seed(0)   # the same initial weights in every run
 
     # --- the tutorial's code from here on ---
     strategy = tf.distribute.MirroredStrategy()
