@@ -353,13 +353,16 @@ def _stack_dump_file() -> str | None:
             try:
                 fd, path = tempfile.mkstemp(prefix=f"ringtrain-stacks-{os.getpid()}-",
                                             suffix=".txt")
+                # Unlinked at once (nothing is left behind, even after os._exit); other ranks
+                # read it through this process's descriptor.
+                os.unlink(path)
                 dump = os.fdopen(fd, "w")
                 dump.write(f"main thread 0x{threading.main_thread().ident:x}\n")
                 dump.flush()
                 faulthandler.register(STACK_SIGNAL, file=dump, all_threads=True)
             except (OSError, RuntimeError, ValueError):
                 return None
-            _dump.update(path=path, file=dump)
+            _dump.update(path=f"/proc/{os.getpid()}/fd/{fd}", file=dump)
             atexit.register(_remove_dump_file)
     return _dump["path"]
 
@@ -368,7 +371,6 @@ def _remove_dump_file() -> None:
     if _dump.get("path"):
         faulthandler.unregister(STACK_SIGNAL)
         _dump["file"].close()
-        os.unlink(_dump["path"])
         _dump["path"] = None
 
 
