@@ -198,7 +198,8 @@ class NcclCommunicator(Communicator):
                 self._abort(f"{what} failed in NCCL: {exc}")
             return cuda.done_event()
 
-        event = self.host._executor.run(job)
+        job.__qualname__ = f"{type(self).__name__}.{what}.<locals>.job"   # the watchdog's name
+        event = self.host._launch(job, False, ())   # watched like any host collective
         handle = _NcclHandle(self, event, producer, result, refs + (x,), what)
         return handle if async_op else handle.wait()
 
