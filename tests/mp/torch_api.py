@@ -11,6 +11,7 @@ import sys
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torch_checks import expect_raises, finish, ok
 
 import ringtrain
 import ringtrain.torch as hvd
@@ -19,24 +20,6 @@ from ringtrain.errors import CollectiveMismatch
 TMP = sys.argv[1]
 hvd.init()
 R, N = hvd.rank(), hvd.size()
-done = []
-
-
-def ok(name):
-    done.append(name)
-    if R == 0:
-        print(f"OK {name}", flush=True)
-
-
-def expect_raises(kind, fn, *words):
-    try:
-        fn()
-    except kind as exc:
-        text = str(exc)
-        for word in words:
-            assert word in text, f"message {text!r} lacks {word!r}"
-        return text
-    raise AssertionError(f"{fn} did not raise {kind.__name__}")
 
 
 def rank_input(n, rank=R, dtype=torch.float32):
@@ -334,6 +317,4 @@ assert torch.allclose(weighted, torch.full((2,), exp)), weighted
 assert torch.equal(strategy.run(lambda t: t * 2, args=(torch.ones(2),)), torch.full((2,), 2.0))
 ok("strategy")
 
-assert len(done) == 10
-if R == 0:
-    print(f"DONE {len(done)}", flush=True)
+finish(10)

@@ -11,29 +11,13 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+from torch_checks import expect_raises, finish, ok
 
 import ringtrain.torch as hvd
 from ringtrain.errors import CollectiveMismatch, CommError
 
 hvd.init()
 R, N = hvd.rank(), hvd.size()
-done = []
-
-
-def ok(name):
-    done.append(name)
-    if R == 0:
-        print(f"OK {name}", flush=True)
-
-
-def expect_raises(kind, fn, *words):
-    try:
-        fn()
-    except kind as exc:
-        for word in words:
-            assert word in str(exc), f"message {str(exc)!r} lacks {word!r}"
-        return exc
-    raise AssertionError(f"{fn} did not raise {kind.__name__}")
 
 
 def rank_input(n, rank=R, dtype=torch.float64):
@@ -263,6 +247,4 @@ assert isinstance(hvd.nccl_built(), int) and isinstance(hvd.mpi_threads_supporte
 assert hvd.is_homogeneous() is True
 ok("introspection")
 
-assert len(done) == 9
-if R == 0:
-    print(f"DONE {len(done)}", flush=True)
+finish(9)

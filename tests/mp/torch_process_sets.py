@@ -7,29 +7,13 @@ and "DONE <count>"; any failure raises.
 
 import torch
 from torch import nn
+from torch_checks import expect_raises, finish, ok
 
 import ringtrain.torch as hvd
 from ringtrain.errors import CollectiveMismatch
 
 hvd.init()
 R, N = hvd.rank(), hvd.size()
-done = []
-
-
-def ok(name):
-    done.append(name)
-    if R == 0:
-        print(f"OK {name}", flush=True)
-
-
-def expect_raises(kind, fn, *words):
-    try:
-        fn()
-    except kind as exc:
-        for word in words:
-            assert word in str(exc), f"message {str(exc)!r} lacks {word!r}"
-        return exc
-    raise AssertionError(f"{fn} did not raise {kind.__name__}")
 
 
 def rank_input(n, rank=R):
@@ -121,6 +105,4 @@ if odd is not None:
     assert hvd.remove_process_set(odd) is True
 ok("remove")
 
-assert len(done) == 5
-if R == 0:
-    print(f"DONE {len(done)}", flush=True)
+finish(5)
