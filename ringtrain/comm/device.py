@@ -41,6 +41,10 @@ class DeviceArrays:
     def shape(self, x: Any) -> tuple[int, ...]:
         return tuple(x.shape)
 
+    def empty(self, shape: tuple[int, ...], like: Any) -> Any:
+        """A new device array of ``like``'s dtype and device, of ``shape``."""
+        raise NotImplementedError
+
     def to_host(self, x: Any, host: np.ndarray) -> None:
         """Copy ``x`` (converted to ``host.dtype``) into ``host`` and wait for the copy."""
         raise NotImplementedError
@@ -59,6 +63,12 @@ class CupyArrays(DeviceArrays):
 
     def wire_dtype(self, x: Any, reducing: bool) -> np.dtype:
         return np.dtype(x.dtype)        # CuPy's dtypes are NumPy's
+
+    def empty(self, shape: tuple[int, ...], like: Any) -> Any:
+        import cupy
+
+        with like.device:
+            return cupy.empty(shape, like.dtype)
 
     def to_host(self, x: Any, host: np.ndarray) -> None:
         src = x if x.dtype == host.dtype else x.astype(host.dtype)
@@ -90,6 +100,9 @@ class TorchCudaArrays(DeviceArrays):
         if x.dtype == torch.bfloat16:
             return np.dtype(np.float32 if reducing else np.int16)
         return np.dtype(torch.empty(0, dtype=x.dtype).numpy().dtype)
+
+    def empty(self, shape: tuple[int, ...], like: Any) -> Any:
+        return like.new_empty(shape)
 
     def _host_tensor(self, host: np.ndarray, like: Any) -> Any:
         import torch
@@ -290,8 +303,8 @@ class StagedCommunicator(Communicator):
         buf = self._stage(adapter, x, reducing=name == "reduce_scatter")
 
         def finish(res: np.ndarray) -> Any:
-            like = adapter_like(adapter, x, res.shape)
-            return adapter.from_host(res, like)
+            result = adapter.empty(res.shape, x)
+            return adapter.from_host(res, result, out=result)
 
         return self._run(lambda a: call(buf, *args, async_op=a, **kwargs), finish, [buf],
                          async_op)
@@ -309,14 +322,3 @@ class StagedCommunicator(Communicator):
     def shutdown(self) -> None:
         self.host.shutdown()
 
-
-def adapter_like(adapter: DeviceArrays, x: Any, shape: tuple[int, ...]) -> Any:
-    """An empty device array of ``x``'s kind, dtype and device with another ``shape``."""
-    if adapter.name == "torch":
-        return x.new_empty(shape)
-    if adapter.name == "cupy":
-        import cupy
-
-        with x.device:
-            return cupy.empty(shape, x.dtype)
-    return adapter.empty(shape, x)    # test adapters

@@ -414,7 +414,4 @@ def _descriptor_dtype(arr: Any, name: str) -> np.dtype:
 
 def _empty_like(x: Any, shape: tuple[int, ...] | None = None) -> Any:
     """A new device array of ``x``'s library, dtype and device."""
-    adapter = adapter_for(x)
-    from .device import adapter_like
-
-    return adapter_like(adapter, x, tuple(x.shape) if shape is None else shape)
+    return adapter_for(x).empty(tuple(x.shape) if shape is None else shape, x)
