@@ -215,8 +215,9 @@ def parse_args(argv: Sequence[str]) -> tuple[Options, argparse.Namespace]:
         if hosts:
             np = slots
         else:
-            np = visible_gpus() or 1
-            found = f"{np} GPU(s) visible" if visible_gpus() else "no GPU visible"
+            gpus = visible_gpus()
+            np = gpus or 1
+            found = f"{gpus} GPU(s) visible" if gpus else "no GPU visible"
             print(f"ringrun: -np not given: starting {np} worker(s), one per GPU ({found}); "
                   f"-np N sets the number", file=sys.stderr)
     if hosts and np > slots:
