@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import ringtrain as rt
-from ringtrain.distribute.replicas import check_replicas
+from ringtrain.comm.replicas import check_replicas
 
 DEFAULT_EVERY = 1000
 

@@ -28,6 +28,11 @@ class WorkerFailure(CommError):
     """Another worker died or stopped answering."""
 
 
+class ReplicasDiverged(RingtrainError):
+    """The replicas' parameters differ (raised on every rank, with the same message naming the
+    first differing tensor, the ranks and the largest difference)."""
+
+
 class ConfigError(RingtrainError, ValueError):
     """A malformed cluster configuration or environment variable; the message names the field."""
 

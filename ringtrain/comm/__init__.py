@@ -9,6 +9,7 @@
 - ``ring``: the ring schedule as pure functions; ``contract``: the mismatch descriptors;
   ``executor``: the communication thread; ``kernels``: reduction loops, C or NumPy
   (``from ringtrain.comm import kernels; kernels.BACKEND``).
+- ``replicas``: the replica guard (a hash of every parameter compared across ranks).
 """
 
 from .base import Communicator, Handle, ReduceOp

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..comm import stragglers
 from ..comm.base import ReduceOp
+from ..comm.replicas import ReplicaGuard
 from ..core import distribution as _distribution
 from ..world import process_group
 from . import cross_device_ops as _cdo
@@ -24,7 +25,6 @@ from .input import (
     fingerprint,
     shard_batch,
 )
-from .replicas import ReplicaGuard
 
 
 def _sum_or_mean(op: Any) -> ReduceOp:

@@ -51,7 +51,7 @@ from .. import env
 from ..comm import stragglers
 from ..comm.base import ReduceOp
 from ..comm.common import check_bucket_bytes, plan_buckets
-from ..distribute.replicas import ReplicaGuard
+from ..comm.replicas import ReplicaGuard
 from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._compression import Compression

@@ -6,9 +6,9 @@ parameter changed by hand on one rank makes them drift, silently. Every
 ``RINGTRAIN_CHECK_REPLICAS_EVERY`` steps (and before every checkpoint, where a front end asks)
 each rank hashes its parameters in buckets (64-bit BLAKE2b, over the raw bytes, so NaNs and
 signed zeros count) and one small all-gather compares the digests. On a mismatch every rank
-raises the same :class:`ReplicasDiverged` naming the first differing tensor, the ranks whose
-value differs from rank 0's and the largest absolute difference (one more all-gather of that
-tensor, on the error path only).
+raises the same :class:`~ringtrain.errors.ReplicasDiverged` naming the first differing tensor,
+the ranks whose value differs from rank 0's and the largest absolute difference (one more
+all-gather of that tensor, on the error path only).
 """
 
 from __future__ import annotations
@@ -20,14 +20,10 @@ from typing import Any
 import numpy as np
 
 from .. import env
-from ..errors import RingtrainError
+from ..errors import ReplicasDiverged
 
 #: Bytes per hashed bucket (one digest each).
 BUCKET_BYTES = 16 << 20
-
-
-class ReplicasDiverged(RingtrainError):
-    """The replicas' parameters differ (raised on every rank, with the same message)."""
 
 
 def _digest(arrays: Sequence[np.ndarray]) -> int:
@@ -52,7 +48,7 @@ def _buckets(named: Sequence[tuple[str, np.ndarray]]) -> list[list[int]]:
 
 def check_replicas(comm: Any, named: Sequence[tuple[str, np.ndarray]], where: str) -> None:
     """Compare ``named`` (the same names, shapes and order on every rank) across the ranks of
-    ``comm``; raise :class:`ReplicasDiverged` on every rank if any replica differs."""
+    ``comm``; raise :class:`~ringtrain.errors.ReplicasDiverged` on every rank if any replica differs."""
     if comm.world_size == 1:
         return
     named = [(name, np.asarray(a)) for name, a in named]
