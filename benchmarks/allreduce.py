@@ -6,12 +6,13 @@ call forms users write against the machine's memory floor.
 
 The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a new result
 array each call; "fresh pages": the same with the pool of result arrays off, so each result
-faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated), ``comm.allreduce(y, out=y)``
-(in place) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients. Its floor: every
-rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same time, which gives the
-bytes per second the memory bus moves with all ranks busy; an in-place all-reduce of S bytes
-over N ranks on one machine must read every rank's input and write every rank's result,
-2 * N * S bytes, so floor = 2 * N * S / bandwidth.
+faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_bytes`` up also
+"plain stores": the same without the streaming stores that write such a result),
+``comm.allreduce(y, out=y)`` (in place) and ``allreduce_many`` of a 784-1024-1024-10 MLP's
+gradients. Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at
+the same time, which gives the bytes per second the memory bus moves with all ranks busy; an
+in-place all-reduce of S bytes over N ranks on one machine must read every rank's input and
+write every rank's result, 2 * N * S bytes, so floor = 2 * N * S / bandwidth.
 
 Every method runs on the same in-place float32 buffer, alternately within each round (each
 method starting a round in turn), so slow drifts of a shared machine hit all methods alike. A
@@ -157,6 +158,14 @@ def memory_setup() -> str:
     return f"allocator: {malloc}; transparent huge pages: {', '.join(thp)}"
 
 
+def stores(comm) -> str:
+    """Whether and from which size the ring writes out-of-place results with streaming stores."""
+    threshold = getattr(comm, "stream_bytes", None)
+    if not kernels.STREAM or threshold is None:
+        return "no streaming stores"
+    return f"streaming stores for out-of-place results from {human(threshold)}"
+
+
 def stream_bandwidth(comm, mib: int, repeats: int) -> float:
     """Bytes per second the memory bus moves while every rank streams ``c += a`` at once
     (reads a and c, writes c: 3 bytes per byte of c), summed over the ranks; median."""
@@ -179,6 +188,16 @@ def unpooled(comm, call):
         pool.limit_bytes = saved
 
 
+def plain_stores(comm, call):
+    """``call()`` with ordinary stores where the ring writes a large out-of-place result with
+    streaming stores (``stream_bytes``, kernels.copy): the A/B of that choice."""
+    saved, comm.stream_bytes = comm.stream_bytes, 1 << 62
+    try:
+        return call()
+    finally:
+        comm.stream_bytes = saved
+
+
 def bench_forms(comm, sizes, repeats, bandwidth):
     """The call forms users write (default algorithm), each against the memory floor."""
     n = comm.world_size
@@ -191,12 +210,17 @@ def bench_forms(comm, sizes, repeats, bandwidth):
     for nbytes in sizes:
         x = np.ones(nbytes // 4, np.float32)
         y = np.zeros_like(x)
-        cases.append((human(nbytes), nbytes, {
+        methods = {
             "allreduce(x)": lambda x=x: comm.allreduce(x),
             "fresh pages": lambda x=x: unpooled(comm, lambda: comm.allreduce(x)),
             "out=y": lambda x=x, y=y: comm.allreduce(x, out=y),
             "in place": lambda y=y: comm.allreduce(y, out=y),
-        }))
+        }
+        if kernels.STREAM and getattr(comm, "stream_bytes", None) is not None \
+                and nbytes >= comm.stream_bytes:
+            methods["out=y plain stores"] = lambda x=x, y=y: plain_stores(
+                comm, lambda: comm.allreduce(x, out=y))
+        cases.append((human(nbytes), nbytes, methods))
     grads = [np.ones(shape, np.float32) for shape in MLP_GRADIENTS]
     total = sum(g.nbytes for g in grads)
     cases.append((f"MLP {human(total)}", total,
@@ -298,7 +322,7 @@ def main(argv=None):
               f"ring over {transport(comm)}, auto uses the ring from "
               f"{human(auto_from(comm))}; "
               f"median of {args.repeats} rounds; busbw in GB/s")
-        print(f"# {memory_setup()}")
+        print(f"# {memory_setup()}; {stores(comm)}")
     if form_sizes:
         bandwidth = stream_bandwidth(comm, args.stream_mib, max(5, args.repeats // 2))
         if comm.rank == 0:

@@ -9,9 +9,14 @@
  *
  * Module ringtrain._ckernels:
  *   reduce3(dst, a, b, code, op, divisor)   op: 0 sum, 1 min, 2 max; divisor 1 = none
+ *   copy(dst, src[, stream])                dst = src (bytes); stream: non-temporal stores
  *   scale(dst, code, divisor)               dst /= divisor (floating codes only)
+ *   Streaming stores are for a large destination that is not in cache: ordinary stores first
+ *   read every line they write ("read for ownership"), so a copy into a cold destination
+ *   moves three bytes over the memory bus per byte copied instead of two.
  *   DTYPES: the accepted codes, NumPy's kind + itemsize ("f2", "f4", "f8", "i4", "u1", "b1"...)
  *   F16C: whether the float16 loops use the F16C instructions on this CPU
+ *   STREAM: whether streaming stores are in use (x86-64: SSE2's movntdq; elsewhere a plain copy)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -233,6 +238,86 @@ static void loop_b1(uint8_t *dst, const uint8_t *a, const uint8_t *b, Py_ssize_t
     }
 }
 
+/* ------------------------------------------------------------------ streaming stores */
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <emmintrin.h>
+#define HAVE_STREAM_PATH 1
+#endif
+
+static int use_stream = 0;
+
+/* dst = src, n bytes, the whole cache lines of dst written with non-temporal stores (they go to
+ * memory through write-combining buffers without reading the line first); the ragged head and
+ * tail go through memcpy. Ends with a store fence, so the data is globally visible (to the other
+ * ranks too) before the caller's next store, e.g. a flag or an MPI call. */
+static void copy_stream(char *dst, const char *src, size_t n)
+{
+#ifdef HAVE_STREAM_PATH
+    if (use_stream && n >= 128) {
+        size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
+        memcpy(dst, src, head);
+        dst += head;
+        src += head;
+        n -= head;
+        size_t body = n & ~(size_t)63;
+        for (size_t i = 0; i < body; i += 64) {
+            __m128i x0 = _mm_loadu_si128((const __m128i *)(src + i));
+            __m128i x1 = _mm_loadu_si128((const __m128i *)(src + i + 16));
+            __m128i x2 = _mm_loadu_si128((const __m128i *)(src + i + 32));
+            __m128i x3 = _mm_loadu_si128((const __m128i *)(src + i + 48));
+            _mm_stream_si128((__m128i *)(dst + i), x0);
+            _mm_stream_si128((__m128i *)(dst + i + 16), x1);
+            _mm_stream_si128((__m128i *)(dst + i + 32), x2);
+            _mm_stream_si128((__m128i *)(dst + i + 48), x3);
+        }
+        _mm_sfence();
+        memcpy(dst + body, src + body, n - body);
+        return;
+    }
+#endif
+    memcpy(dst, src, n);
+}
+
+/* One reduction loop per dtype code; returns 0 for an unknown code. */
+static int reduce_loop(char kind, int size, void *dst, const void *a, const void *b,
+                       Py_ssize_t n, int op, double divisor)
+{
+    if (kind == 'f' && size == 4) {
+        loop_f4(dst, a, b, n, op, (float)divisor);
+    } else if (kind == 'f' && size == 8) {
+        loop_f8(dst, a, b, n, op, divisor);
+    } else if (kind == 'f' && size == 2) {
+#ifdef HAVE_F16C_PATH
+        if (use_f16c) {
+            f16_f16c(dst, a, b, n, op, (float)divisor);
+        } else
+#endif
+        f16_portable(dst, a, b, n, op, (float)divisor);
+    } else if (kind == 'i' && size == 1) {
+        loop_i1(dst, a, b, n, op);
+    } else if (kind == 'i' && size == 2) {
+        loop_i2(dst, a, b, n, op);
+    } else if (kind == 'i' && size == 4) {
+        loop_i4(dst, a, b, n, op);
+    } else if (kind == 'i' && size == 8) {
+        loop_i8(dst, a, b, n, op);
+    } else if (kind == 'u' && size == 1) {
+        loop_u1(dst, a, b, n, op);
+    } else if (kind == 'u' && size == 2) {
+        loop_u2(dst, a, b, n, op);
+    } else if (kind == 'u' && size == 4) {
+        loop_u4(dst, a, b, n, op);
+    } else if (kind == 'u' && size == 8) {
+        loop_u8(dst, a, b, n, op);
+    } else if (kind == 'b' && size == 1) {
+        loop_b1(dst, a, b, n, op);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------------ Python wrappers */
 
 static int itemsize_of(const char *code)
@@ -278,42 +363,9 @@ static PyObject *reduce3(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "reduce3: a divisor needs a floating dtype");
         goto done;
     }
-    Py_ssize_t n = dst.len / size;
-    char kind = code[0];
-    int known = 1;
+    int known;
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f' && size == 4) {
-        loop_f4(dst.buf, a.buf, b.buf, n, op, (float)divisor);
-    } else if (kind == 'f' && size == 8) {
-        loop_f8(dst.buf, a.buf, b.buf, n, op, divisor);
-    } else if (kind == 'f' && size == 2) {
-#ifdef HAVE_F16C_PATH
-        if (use_f16c) {
-            f16_f16c(dst.buf, a.buf, b.buf, n, op, (float)divisor);
-        } else
-#endif
-        f16_portable(dst.buf, a.buf, b.buf, n, op, (float)divisor);
-    } else if (kind == 'i' && size == 1) {
-        loop_i1(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'i' && size == 2) {
-        loop_i2(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'i' && size == 4) {
-        loop_i4(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'i' && size == 8) {
-        loop_i8(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'u' && size == 1) {
-        loop_u1(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'u' && size == 2) {
-        loop_u2(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'u' && size == 4) {
-        loop_u4(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'u' && size == 8) {
-        loop_u8(dst.buf, a.buf, b.buf, n, op);
-    } else if (kind == 'b' && size == 1) {
-        loop_b1(dst.buf, a.buf, b.buf, n, op);
-    } else {
-        known = 0;
-    }
+    known = reduce_loop(code[0], size, dst.buf, a.buf, b.buf, dst.len / size, op, divisor);
     Py_END_ALLOW_THREADS
     if (!known) {
         PyErr_Format(PyExc_ValueError, "reduce3: unknown dtype code %s", code);
@@ -363,6 +415,48 @@ done:
     return result;
 }
 
+static PyObject *copy_bytes(PyObject *self, PyObject *args)
+{
+    Py_buffer dst, src;
+    int stream = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*y*|p", &dst, &src, &stream)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (src.len != dst.len) {
+        PyErr_Format(PyExc_ValueError, "copy: buffers must have equal lengths, got %zd and %zd "
+                     "bytes", dst.len, src.len);
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (stream) {
+        copy_stream(dst.buf, src.buf, (size_t)dst.len);
+    } else {
+        memmove(dst.buf, src.buf, (size_t)dst.len);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    return result;
+}
+
+static PyObject *set_stream(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int want = PyObject_IsTrue(arg);
+    if (want < 0) {
+        return NULL;
+    }
+    int before = use_stream;
+#ifdef HAVE_STREAM_PATH
+    use_stream = want;
+#endif
+    return PyBool_FromLong(before);
+}
+
 static PyObject *set_f16c(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -381,8 +475,14 @@ static PyMethodDef methods[] = {
     {"set_f16c", set_f16c, METH_O,
      "set_f16c(flag): use the F16C float16 loops if the CPU has them (False: the portable "
      "loop, for tests and benchmarks); returns the previous setting"},
+    {"set_stream", set_stream, METH_O,
+     "set_stream(flag): write copy(stream=True) destinations with non-temporal stores where the "
+     "CPU has them (False: ordinary stores, for tests and benchmarks); returns the previous "
+     "setting"},
     {"reduce3", reduce3, METH_VARARGS,
      "reduce3(dst, a, b, code, op, divisor): dst = op(a, b) / divisor (op 0 sum, 1 min, 2 max)"},
+    {"copy", copy_bytes, METH_VARARGS,
+     "copy(dst, src, stream=False): dst = src (bytes); stream: non-temporal stores to dst"},
     {"scale", scale, METH_VARARGS, "scale(dst, code, divisor): dst /= divisor in place"},
     {NULL, NULL, 0, NULL},
 };
@@ -402,10 +502,14 @@ PyMODINIT_FUNC PyInit__ckernels(void)
     __builtin_cpu_init();
     use_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #endif
+#ifdef HAVE_STREAM_PATH
+    use_stream = 1;                    /* SSE2 is part of x86-64: every such CPU has movntdq */
+#endif
     PyObject *codes = Py_BuildValue("(ssssssssssss)", "f2", "f4", "f8", "i1", "i2", "i4", "i8",
                                     "u1", "u2", "u4", "u8", "b1");
     if (codes == NULL || PyModule_AddObject(m, "DTYPES", codes) < 0
-        || PyModule_AddIntConstant(m, "F16C", use_f16c) < 0) {
+        || PyModule_AddIntConstant(m, "F16C", use_f16c) < 0
+        || PyModule_AddIntConstant(m, "STREAM", use_stream) < 0) {
         Py_XDECREF(codes);
         Py_DECREF(m);
         return NULL;

@@ -125,3 +125,49 @@ def test_no_cext_forces_numpy():
     out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     assert out == "c"
+
+
+@needs_c
+@pytest.mark.parametrize("stream", [True, False])
+def test_streaming_copy_every_alignment_and_length(stream):
+    """copy(stream=True): whole cache lines by non-temporal stores, head and tail by memcpy;
+    every byte offset of source and destination against every length around the line size."""
+    rng = np.random.default_rng(2)
+    src_base = rng.integers(0, 256, 9000, dtype=np.uint8)
+    previous = ckernels.set_stream(stream)
+    try:
+        for n in (0, 1, 2, 3, 63, 64, 65, 127, 128, 129, 191, 192, 193, 257, 4099, 8191):
+            for d_off in range(0, 70, 3):
+                for s_off in (0, 1, 5, 16, 63):
+                    dst_base = np.zeros(n + 140, np.uint8)
+                    ckernels.copy(dst_base[d_off:d_off + n], src_base[s_off:s_off + n], True)
+                    assert np.array_equal(dst_base[d_off:d_off + n], src_base[s_off:s_off + n])
+                    assert not dst_base[:d_off].any() and not dst_base[d_off + n:].any(), \
+                        (n, d_off, s_off)          # nothing written outside dst
+    finally:
+        ckernels.set_stream(previous)
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.int32,
+                                   np.uint64, np.bool_, np.complex64])
+@pytest.mark.parametrize("n", [0, 1, 13, 97, 1031, 65537])
+def test_kernels_copy_every_dtype(dtype, n):
+    src = (np.arange(n) % 251).astype(dtype)
+    for stream in (True, False):
+        dst = np.zeros(n + 1, dtype)[1:]            # one element past an aligned start
+        kernels.copy(dst, src, stream)
+        assert np.array_equal(dst.view(np.uint8), src.view(np.uint8))
+    dst = np.zeros(n, dtype)
+    kernels.numpy_copy(dst, src)
+    assert np.array_equal(dst, src)
+
+
+@needs_c
+def test_copy_bad_arguments():
+    a = np.zeros(10, np.uint8)
+    with pytest.raises(ValueError, match="equal lengths"):
+        ckernels.copy(a, np.zeros(9, np.uint8), True)
+    with pytest.raises(TypeError):
+        ckernels.copy(b"x" * 10, a, True)                           # dst must be writable
+    assert ckernels.STREAM == kernels.STREAM

@@ -3,9 +3,17 @@
 ``BACKEND`` says which one loaded: ``"c"`` (``ringtrain._ckernels``, built from csrc/) or
 ``"numpy"`` (no extension, or ``RINGTRAIN_NO_CEXT=1``). Arrays are contiguous, 1-d and of one
 dtype; ``dst`` may be ``a``.
+
+``copy(dst, src, stream=True)`` writes ``dst`` with non-temporal (streaming) stores: for a
+large destination that is not in cache they skip the read of every line before it is written
+(read for ownership), a third of a copy's memory traffic. ``STREAM`` says whether the C
+extension has them on this CPU; elsewhere (and with NumPy) the flag changes nothing but speed.
 """
 
 from __future__ import annotations
+
+import glob
+import os
 
 import numpy as np
 
@@ -23,6 +31,27 @@ if not env.get("RINGTRAIN_NO_CEXT"):
         _c = None
 
 BACKEND = "c" if _c is not None else "numpy"
+STREAM = bool(_c is not None and _c.STREAM)
+#: the last-level cache assumed where sysfs does not tell (a common server L3)
+DEFAULT_CACHE_BYTES = 32 << 20
+
+
+def last_level_cache_bytes() -> int:
+    """The size of this CPU's largest cache (Linux sysfs; ``DEFAULT_CACHE_BYTES`` elsewhere)."""
+    sizes = {}
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            with open(os.path.join(index, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(index, "size")) as f:
+                text = f.read().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes[level] = max(sizes.get(level, 0), int(digits) * scale)
+    return sizes[max(sizes)] if sizes else DEFAULT_CACHE_BYTES
 
 
 def numpy_reduce3(dst: np.ndarray, a: np.ndarray, b: np.ndarray, op: ReduceOp,
@@ -31,6 +60,11 @@ def numpy_reduce3(dst: np.ndarray, a: np.ndarray, b: np.ndarray, op: ReduceOp,
     _UFUNC[op](a, b, out=dst)
     if divisor != 1:
         np.divide(dst, divisor, out=dst)
+
+
+def numpy_copy(dst: np.ndarray, src: np.ndarray, stream: bool = False) -> None:
+    """``dst[...] = src`` (NumPy)."""
+    np.copyto(dst, src)
 
 
 def numpy_scale(dst: np.ndarray, divisor: int) -> None:
@@ -52,6 +86,13 @@ if _c is not None:
         else:
             _c.reduce3(dst, a, b, code, _C_OP[op], divisor)
 
+    def copy(dst: np.ndarray, src: np.ndarray, stream: bool = False) -> None:
+        """``dst[...] = src`` for contiguous arrays of one dtype and size."""
+        if stream and dst.dtype.kind in "biufc":    # numbers: exported as plain buffers
+            _c.copy(dst, src, True)
+        else:
+            np.copyto(dst, src)
+
     def scale(dst: np.ndarray, divisor: int) -> None:
         """``dst /= divisor`` in place."""
         code = _C_CODE.get(dst.dtype)
@@ -61,4 +102,5 @@ if _c is not None:
             _c.scale(dst, code, divisor)
 else:
     reduce3 = numpy_reduce3
+    copy = numpy_copy
     scale = numpy_scale

@@ -53,18 +53,21 @@ def value(rank, n, dtype, shape=None):
 DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8, np.int8]
 LENGTHS = sorted({0, 1, 2, N - 1, N + 1, 7, 13, 97, 1031})
 ALGS = ["ring", "ring-p2p", "native", "auto"]
+STREAM_BYTES = getattr(c, "stream_bytes", None)
 
 
 def use(name):
     """The algorithm argument for ``name``; "ring-p2p" is the ring over MPI messages (the
-    transport between machines), "ring" uses shared memory when every rank shares a node."""
+    transport between machines), "ring" uses shared memory when every rank shares a node;
+    "ring-stream" writes every out-of-place result there with streaming stores."""
     if hasattr(c, "ring_transport"):
         c.ring_transport = "p2p" if name == "ring-p2p" else "auto"
+        c.stream_bytes = 0 if name == "ring-stream" else STREAM_BYTES
     return name.split("-")[0]
 
 
 # --- allreduce: every algorithm x dtype x op x length -------------------------------------------
-for name in ALGS:
+for name in ALGS + ["ring-stream"]:
     alg = use(name)
     for dt in DTYPES:
         k, _ = scale_for(dt)
@@ -96,6 +99,10 @@ for name in ALGS:
             h = c.allreduce(x, op=ReduceOp.MAX, out=out, algorithm=alg, async_op=True)
             assert h.wait() is out and h.done()
             check(out, value(N - 1, n, dt), f"allreduce async out= {alg} {dt} {n}")
+            # a destination that starts one element past an aligned address
+            shifted = np.zeros(n + 1, dt)
+            c.allreduce(x, out=shifted[1:], algorithm=alg)
+            check(shifted, np.concatenate([np.zeros(1, dt), exp]), f"unaligned out= {name} {dt} {n}")
 
     # bool: MIN is "every rank", MAX is "any rank"
     n = 11
