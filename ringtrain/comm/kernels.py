@@ -31,7 +31,8 @@ if not env.get("RINGTRAIN_NO_CEXT"):
         _c = None
 
 BACKEND = "c" if _c is not None else "numpy"
-STREAM = bool(_c is not None and _c.STREAM)
+#: an extension built from older sources has no copy(): rebuild it (pip install -e .) to stream
+STREAM = bool(getattr(_c, "STREAM", False))
 #: the last-level cache assumed where sysfs does not tell (a common server L3)
 DEFAULT_CACHE_BYTES = 32 << 20
 
@@ -88,7 +89,7 @@ if _c is not None:
 
     def copy(dst: np.ndarray, src: np.ndarray, stream: bool = False) -> None:
         """``dst[...] = src`` for contiguous arrays of one dtype and size."""
-        if stream and dst.dtype.kind in "biufc":    # numbers: exported as plain buffers
+        if stream and STREAM and dst.dtype.kind in "biufc":  # numbers: plain buffers
             _c.copy(dst, src, True)
         else:
             np.copyto(dst, src)
