@@ -175,6 +175,158 @@ def test_nccl_backend_needs_a_gpu(monkeypatch):
     from ringtrain.world import process_group as pg
 
     monkeypatch.setenv("RINGTRAIN_DEVICE", "cpu")
+    monkeypatch.setattr(pg, "_comm", None)      # an earlier test may have joined a world
     with pytest.raises(ConfigError, match="needs a GPU"):
         pg.init(backend="nccl")
     assert not pg.is_initialized()
+
+
+# --- torch on CUDA: the stream/event ordering of gradient buckets, with CPU stand-ins --------------
+
+class FakeStreams:
+    """Streams as names, events as numbers, every call logged: the engine's ordering on a CPU
+    (``ringtrain.torch._streams.Streams``' interface)."""
+
+    def __init__(self, log):
+        self.log, self.using, self.events = log, ["compute"], 0
+
+    def current(self, device):
+        return self.using[-1]
+
+    def side(self, device):
+        return "side"
+
+    def record(self, stream):
+        self.events += 1
+        self.log.append(("record", stream, self.events))
+        return self.events
+
+    def wait(self, stream, event):
+        self.log.append(("wait", stream, event))
+
+    def use(self, stream):
+        import contextlib
+
+        @contextlib.contextmanager
+        def block():
+            self.using.append(stream)
+            try:
+                yield
+            finally:
+                self.using.pop()
+        return block()
+
+    def keep(self, tensor, stream):
+        self.log.append(("keep", stream))
+
+
+class DeviceHandle:
+    """An NCCL-like handle: ``wait_on_device`` orders the current stream (here it also finishes
+    the host stand-in's work), ``wait`` is the host's check."""
+
+    def __init__(self, inner, log, streams):
+        self.inner, self.log, self.streams = inner, log, streams
+
+    def wait_on_device(self):
+        self.log.append(("device-wait", self.streams.using[-1]))
+        return self.inner.wait()
+
+    def wait(self, timeout=None):
+        self.log.append(("host-check",))
+        return self.inner.wait()
+
+
+def _device_like_comm(log, streams):
+    from ringtrain.comm.local import LocalCommunicator
+
+    class DoublingOnDevice(LocalCommunicator):
+        """A world of one whose all-reduce doubles (SUM over two identical ranks), launched on
+        whatever stream is current and handing out NCCL-like handles."""
+
+        def _allreduce(self, src, dst, op, alg):
+            np.multiply(src, 2, out=dst)
+
+        def allreduce(self, x, op="sum", algorithm=None, out=None, async_op=False):
+            log.append(("launch", streams.using[-1]))
+            assert async_op, "bucket all-reduces on a GPU are asynchronous"
+            inner = super().allreduce(x, op, algorithm, out=out, async_op=True)
+            return DeviceHandle(inner, log, streams)
+
+    return DoublingOnDevice()
+
+
+def test_bucket_collectives_are_ordered_by_events_and_step_waits_on_the_device():
+    torch = pytest.importorskip("torch")
+    from ringtrain.comm.base import ReduceOp
+    from ringtrain.torch._engine import GradientEngine
+
+    log = []
+    streams = FakeStreams(log)
+
+    class LoggedSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            log.append(("update",))
+            return super().step(closure)
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+
+    model, plain = net(0), net(0)
+    engine = GradientEngine(list(model.named_parameters()), active=True, op=ReduceOp.SUM,
+                            bucket_bytes=1, group=_device_like_comm(log, streams),
+                            streams=streams)
+    assert engine.overlap                       # on a device overlap is the default
+    optimizer = LoggedSGD(model.parameters(), lr=0.1)
+    engine.attach(optimizer)
+    n_buckets = len(engine.buckets)
+    for step in range(3):                       # the plan changes after the first round
+        del log[:]
+        x = torch.randn(3, 4, dtype=torch.float32)
+        for m in (model, plain):
+            m.zero_grad()
+            m(x).pow(2).sum().backward()
+        for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+            assert torch.allclose(p.grad, 2 * q.grad), (step, name)
+        optimizer.step()
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), plain.parameters()):
+                q.copy_(p)
+
+        launches = [i for i, e in enumerate(log) if e[0] == "launch"]
+        assert len(launches) == n_buckets and all(log[i] == ("launch", "side")
+                                                  for i in launches)
+        for i in launches:
+            # the side stream waits for an event recorded on the producer's stream, then the
+            # collective is launched there
+            (_, producer, ev), waited, kept = log[i - 3:i]
+            assert producer == "compute" and waited == ("wait", "side", ev), log
+            assert kept == ("keep", "side")
+        end = launches[-1] + 1
+        assert log[end:end + n_buckets] == [("device-wait", "side")] * n_buckets
+        (_, side, done), compute_waits = log[end + n_buckets:end + n_buckets + 2]
+        assert side == "side" and compute_waits == ("wait", "compute", done)
+        # optimizer.step() waits for the same event on the device before its update
+        assert log[-2:] == [("wait", "compute", done), ("update",)], log
+        # The host checks each handle (NCCL errors, timeouts) only later: before the bucket is
+        # launched again, or before re-planning the buckets after the first round.
+        checks = [i for i, e in enumerate(log) if e == ("host-check",)]
+        expected = {0: [end + n_buckets + 2 + k for k in range(n_buckets)], 1: [],
+                    2: [i - 4 for i in launches]}[step]
+        assert checks == expected, (step, log)
+
+
+def test_cuda_tensors_get_a_communicator_that_takes_them():
+    pytest.importorskip("torch")
+    from ringtrain.comm.device import StagedCommunicator
+    from ringtrain.comm.local import LocalCommunicator
+    from ringtrain.torch import _convert
+
+    group = LocalCommunicator()
+    assert _convert.communicator(group, cuda=False) is group
+    staged = _convert.communicator(group, cuda=True)
+    assert isinstance(staged, StagedCommunicator) and staged.host is group
+    assert _convert.communicator(group, cuda=True) is staged           # kept: pinned buffers too
+    assert _convert.communicator(staged, cuda=True) is staged
+    x = np.arange(5.0)
+    assert np.array_equal(staged.allreduce(x), x)       # host arrays pass straight through

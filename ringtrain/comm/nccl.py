@@ -138,6 +138,14 @@ class _NcclHandle(Handle):
         self._refs = ()
         return self._result
 
+    def wait_on_device(self) -> Any:
+        """The result, with the stream that was current at the call waiting for the
+        collective on the device while the host goes on (torch.distributed's NCCL
+        ``work.wait()``). Keep the handle and ``wait()`` on it later: that host check is
+        what surfaces NCCL errors and timeouts; until then it keeps the buffers alive."""
+        self._consumer.wait_event(self._event)
+        return self._result
+
 
 class NcclCommunicator(Communicator):
     """GPU collectives over NCCL; host arrays and objects through ``host`` (MPI or local)."""

@@ -29,6 +29,14 @@ observed order (parameters without a gradient last) is broadcast and every rank 
 buckets once, so a model whose registration order differs from its use, or that has unused
 parameters, still overlaps communication with backward.
 
+On a GPU (parameters on one CUDA device) the buckets are flat CUDA buffers, and "launch" and
+"wait" are stream operations (``_streams.py``): a bucket's all-reduce is enqueued on a side
+stream after an event recorded on the stream that produced its gradients, and the end of the
+round makes the current stream (and later ``optimizer.step()``'s) wait for an event recorded
+on the side stream after the collectives. The host does not wait for the GPU, except to read
+the "had a gradient" flags when some parameter had none, and in the staged (MPI) path, which
+copies through host memory.
+
 With ``backward_passes_per_step = k`` a round spans k backward passes (gradients accumulate in
 the views in between); inside ``no_sync()`` passes do not count. ``optimizer.step()`` runs a
 round first if none ran since the previous step, so ranks whose backward produced no gradient
@@ -53,7 +61,7 @@ from ..comm.base import ReduceOp
 from ..comm.common import check_bucket_bytes, plan_buckets
 from ..comm.replicas import ReplicaGuard
 from ..errors import CollectiveMismatch, ConfigError
-from . import _convert
+from . import _convert, _streams
 from ._compression import Compression
 from ._ops import comm
 
@@ -125,9 +133,10 @@ class _Finished:
 _FINISHED = _Finished()
 
 
-def overlap_by_default(group: Any) -> bool:
-    """``RINGTRAIN_OVERLAP``; ``auto``: overlap when this machine's cores (those this process may
-    run on) cover every local worker's torch threads plus its communication thread.
+def overlap_by_default(group: Any, on_gpu: bool = False) -> bool:
+    """``RINGTRAIN_OVERLAP``; ``auto``: on a GPU (``on_gpu``) always: the GPU computes while the
+    host only enqueues; on CPUs when this machine's cores (those this process may run on) cover
+    every local worker's torch threads plus its communication thread.
 
     Without a spare core the communication thread only takes time slices from the compute
     threads, and the ring's steps, which need both neighbours running at once, wait for the
@@ -140,6 +149,8 @@ def overlap_by_default(group: Any) -> bool:
         return False
     if setting != "auto":
         raise ConfigError(f"RINGTRAIN_OVERLAP={setting!r}: use auto, 1 or 0")
+    if on_gpu:
+        return True
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:          # not Linux
@@ -166,10 +177,10 @@ class _Bucket:
     gradient (``direct``). The last bucket also carries every parameter's flag."""
 
     __slots__ = ("array", "buffer", "ctx", "direct", "flags", "flat", "handle", "index",
-                 "queued", "ready", "remaining", "slots", "wire")
+                 "previous", "queued", "ready", "remaining", "slots", "wire")
 
     def __init__(self, index: int, slots: list[_Slot], flags: int = 0,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, device: torch.device | None = None):
         self.index = index
         self.slots = slots
         self.direct = len(slots) == 1 and not flags
@@ -180,7 +191,7 @@ class _Bucket:
             sizes = [s.param.numel() for s in slots]
             total = sum(sizes)
             dtype = slots[0].param.dtype if slots else dtype
-            device = slots[0].param.device if slots else _convert.device()
+            device = slots[0].param.device if slots else device
             self.flat = torch.zeros(total + flags, dtype=dtype, device=device)
             self.array = _convert.as_array(self.flat)
             if flags:
@@ -197,6 +208,7 @@ class _Bucket:
         self.wire: torch.Tensor | None = None
         self.ctx: Any = None
         self.handle: Any = None
+        self.previous: Any = None   # last round's handle, waited on the device only
         self.ready = [False] * len(slots)
         self.remaining = len(slots)
 
@@ -226,7 +238,8 @@ class GradientEngine:
                  backward_passes_per_step: int = 1, predivide: float = 1.0,
                  bucket_bytes: int | None = None, algorithm: str | None = None,
                  what: str = "DistributedOptimizer", active: bool | None = None,
-                 group: Any = None, overlap: bool | None = None):
+                 group: Any = None, overlap: bool | None = None,
+                 streams: _streams.Streams | None = None):
         if op not in (ReduceOp.AVG, ReduceOp.SUM):
             raise ValueError(f"{what}: gradients can be averaged (op=hvd.Average) or summed "
                              f"(op=hvd.Sum), got {op!r}")
@@ -249,9 +262,23 @@ class GradientEngine:
         # Resolved once: the collectives would read the environment on every call.
         self.algorithm = env.get("RINGTRAIN_ALGORITHM") if algorithm is None else algorithm
         self.comm = comm() if group is None else group
+        # The buckets live where the parameters do. CUDA gradients travel through a
+        # communicator that takes them (NCCL, or staged through pinned host memory), launched
+        # on a side stream ordered by events (see _streams.py).
+        places = {p.device for _, p in named}
+        if len(places) > 1:
+            raise ValueError(f"{what}: the parameters are on several devices "
+                             f"({', '.join(sorted(map(str, places)))}); gradients are averaged "
+                             f"in buckets on one device: move the model there (model.to(...))")
+        self.device = places.pop() if places else _convert.device()
+        self.bucket_comm = _convert.communicator(self.comm) if self.device.type == "cuda" \
+            else self.comm
+        self.streams = _streams.for_device(self.device) if streams is None else streams
+        self._done: Any = None          # the side stream's event the next step must wait on
         self.active = self.comm.world_size > 1 if active is None else bool(active)
         self.bucket_bytes = bucket_bytes
-        self.overlap = overlap_by_default(self.comm) if overlap is None else bool(overlap)
+        self.overlap = overlap_by_default(self.comm, self.streams is not None) \
+            if overlap is None else bool(overlap)
         self.accumulate = 0             # depth of no_sync() contexts
         self.skip = False               # inside optimizer.skip_synchronize()
         self.user_synchronized = False  # optimizer.synchronize() was called since the last step
@@ -295,7 +322,7 @@ class GradientEngine:
             return [_Bucket(i, g) for i, g in enumerate(rest)] + \
                 [_Bucket(len(rest), last, flags=flags)]
         return [_Bucket(i, g) for i, g in enumerate(groups)] + \
-            [_Bucket(len(groups), [], flags=flags, dtype=torch.float32)]
+            [_Bucket(len(groups), [], flags=flags, dtype=torch.float32, device=self.device)]
 
     def _own(self) -> None:
         for slot in self.slots.values():
@@ -318,6 +345,10 @@ class GradientEngine:
     def _replan(self) -> None:
         """Once: adopt rank 0's observed gradient order (a collective, at the end of a round
         on every rank) and move the gradients into the new buckets."""
+        for bucket in self.buckets:      # the old buffers may be dropped below
+            if bucket.previous is not None:
+                bucket.previous.wait()
+                bucket.previous = None
         observed = self._observed if self.comm.rank == 0 else None
         order = self.comm.broadcast_object(observed, root=0)
         if not order:
@@ -434,10 +465,27 @@ class GradientEngine:
             wire = wire.float()
         array = bucket.array if wire is bucket.flat else _convert.as_array(wire)
         bucket.buffer, bucket.wire, bucket.ctx = buffer, wire, ctx
-        bucket.handle = self.comm.allreduce(array, op=self.op, algorithm=self.algorithm,
-                                            out=array, async_op=not now)
-        if now:
-            bucket.handle = _FINISHED
+        streams = self.streams
+        if streams is None:
+            bucket.handle = self.bucket_comm.allreduce(array, op=self.op,
+                                                       algorithm=self.algorithm, out=array,
+                                                       async_op=not now)
+            if now:
+                bucket.handle = _FINISHED
+            return
+        if bucket.previous is not None:
+            # The host's check of last round's collective (NCCL errors, timeouts): long done.
+            bucket.previous.wait()
+            bucket.previous = None
+        # The side stream waits for the gradients (queued on the producer's stream so far),
+        # the collective goes on the side stream, and the host returns to backward at once.
+        side = streams.side(self.device)
+        streams.wait(side, streams.record(streams.current(self.device)))
+        streams.keep(wire, side)        # a temporary wire (fp16, bf16 as fp32) lives on there
+        with streams.use(side):
+            bucket.handle = self.bucket_comm.allreduce(array, op=self.op,
+                                                       algorithm=self.algorithm, out=array,
+                                                       async_op=True)
 
     def _end_pass(self) -> None:
         self._task = None
@@ -455,10 +503,12 @@ class GradientEngine:
             while self._next < len(buckets):
                 self._launch(buckets[self._next], now=True)
                 self._next += 1
+            if self.streams is not None:
+                self._wait_on_device(buckets)
             timeline = None if self.recorder is None else self.recorder.timeline
             for bucket in buckets:
                 bucket.handle.wait()
-                if timeline is not None:
+                if timeline is not None and self.streams is None:   # on a GPU: enqueued only
                     timeline.span("allreduce", f"bucket {bucket.index}", bucket.queued,
                                   time.time() - bucket.queued,
                                   {"bytes": bucket.wire.nbytes, "parameters": len(bucket.slots)})
@@ -479,6 +529,27 @@ class GradientEngine:
             self.recorder.add("comm", time.perf_counter() - started)
         if self._observed is not None:
             self._replan()
+
+    def _wait_on_device(self, buckets: list[_Bucket]) -> None:
+        """Order the compute stream after every bucket's collective without the host waiting:
+        the side stream waits for each collective (NCCL's handles do that on the device;
+        staged ones copy back there), then the compute stream waits for the side stream.
+        The handles are checked by the host when their bucket next launches; ``before_step``
+        makes the optimizer's stream wait for the same event."""
+        streams = self.streams
+        side = streams.side(self.device)
+        with streams.use(side):
+            for bucket in buckets:
+                handle = bucket.handle
+                on_device = getattr(handle, "wait_on_device", None)
+                if on_device is None:
+                    handle.wait()       # staged: the host waits for MPI, copies back on side
+                else:
+                    on_device()
+                    bucket.previous = handle
+                bucket.handle = _FINISHED
+        self._done = streams.record(side)
+        streams.wait(streams.current(self.device), self._done)
 
     def _unpack(self, bucket: _Bucket) -> None:
         buffer = bucket.buffer
@@ -512,6 +583,11 @@ class GradientEngine:
                               "optimizer.skip_synchronize():' when you synchronize() yourself, "
                               "e.g. to clip gradients.", stacklevel=4)
             self.synchronize()
+        if self._done is not None:
+            # step() may run on another stream than the end of backward: its kernels wait for
+            # the averaged gradients on the device, the host does not wait.
+            self.streams.wait(self.streams.current(self.device), self._done)
+            self._done = None
         if self.active:
             self.replicas.step(self._parameter_arrays)
         if not self.skip:

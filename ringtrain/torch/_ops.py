@@ -84,6 +84,13 @@ def comm() -> Communicator:
                                   "first") from None
 
 
+def comm_for(tensor: torch.Tensor) -> Communicator:
+    """The communicator that moves ``tensor``: ``comm()`` for CPU tensors; for CUDA tensors
+    one that takes them (NCCL, or ``comm()`` staged through pinned host memory)."""
+    group = comm()
+    return _convert.communicator(group) if tensor.is_cuda else group
+
+
 def _number(value: Any, what: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what}: {name} must be a number, got {type(value).__name__}")
@@ -274,7 +281,7 @@ def _allreduce_async(tensor: torch.Tensor, in_place: bool, op: Any, prescale: fl
     """
     source, work = _reduce_input(tensor, in_place, op, prescale, what)
     key = _claim_name("allreduce", name, what)
-    group = comm()
+    group = comm_for(work)
     if op is Product:
         handle = _submit(key, lambda: group.allgather(_convert.as_array(work.reshape(1, -1)),
                                                       async_op=True))
@@ -394,7 +401,8 @@ def _grouped_allreduce_async(tensors: list[torch.Tensor], in_place: bool, op: An
     prepared = [_reduce_input(t, in_place, op, prescale, what) for t in tensors]
     key = _claim_name("grouped_allreduce", name, what)
     sent = Sum if op is Average else op
-    group = comm()
+    on_gpu = [work for _, work in prepared if work.is_cuda]
+    group = comm_for(on_gpu[0]) if on_gpu else comm()
     handle = _submit(key, lambda: group.allreduce_many(
         [_convert.as_array(work) for _, work in prepared], op=sent, async_op=True))
 
@@ -501,7 +509,8 @@ def allgather_async(tensor: torch.Tensor, name: str | None = None,
     if source.dim() == 0:
         source = source.reshape(1)
     key = _claim_name("allgather", name, "allgather_async")
-    handle = _submit(key, lambda: comm().allgather(_convert.as_array(source), async_op=True))
+    handle = _submit(key, lambda: comm_for(source).allgather(_convert.as_array(source),
+                                                             async_op=True))
     return _register(handle, lambda result: _convert.from_array(result, source.dtype), key)
 
 
@@ -575,7 +584,8 @@ def _broadcast_async(tensor: torch.Tensor, root_rank: int, in_place: bool, what:
     else:
         work = source.clone(memory_format=torch.contiguous_format)
     array = _convert.as_array(work)
-    handle = _submit(key, lambda: comm().broadcast(array, root=root, out=array, async_op=True))
+    handle = _submit(key, lambda: comm_for(work).broadcast(array, root=root, out=array,
+                                                           async_op=True))
 
     def finish(_result: Any) -> torch.Tensor:
         if not in_place:
@@ -675,7 +685,7 @@ def _alltoall(tensor: torch.Tensor, splits: Any) -> tuple[torch.Tensor, torch.Te
     if tensor.dim() == 0:
         raise ValueError("alltoall: tensor must have at least one dimension (rows are sent "
                          "along dimension 0); reshape it to (1,)")
-    group = comm()
+    group = comm_for(tensor)
     try:
         parts = _splits_list(splits, tensor.shape[0], group.world_size)
     except (TypeError, ValueError):
@@ -767,7 +777,7 @@ def _reducescatter_async(tensor: torch.Tensor, op: Any, prescale: float, postsca
                          f"along dimension 0); reshape it to (1,)")
     source, work = _reduce_input(tensor, False, op, prescale, what)
     key = _claim_name("reducescatter", name, what)
-    group = comm()
+    group = comm_for(work)
     sent = _wire_op(op, work)
     handle = _submit(key, lambda: group.reduce_scatter(_convert.as_array(work), op=sent,
                                                        async_op=True))

@@ -13,24 +13,25 @@ from ..comm.base import ReduceOp
 from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters
-from ._ops import Average, _check_root, _number, comm, resolve_op
+from ._ops import Average, _check_root, _number, comm, comm_for, resolve_op
 from ._process_sets import resolve as resolve_process_set
 
 # --- fused broadcast of many tensors -------------------------------------------------------------
 
 
 def broadcast_tensors_(tensors: list[torch.Tensor], root_rank: int) -> None:
-    """Overwrite every tensor with root's value: one broadcast per dtype (tensors packed into
-    one flat buffer), in list order, so every rank must pass the same shapes and dtypes."""
-    group = comm()
-    if group.world_size == 1:
+    """Overwrite every tensor with root's value: one broadcast per device and dtype (tensors
+    packed into one flat buffer), in list order, so every rank must pass the same shapes and
+    dtypes."""
+    if comm().world_size == 1:
         return
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for t in tensors:
-        by_dtype.setdefault(t.dtype, []).append(t)
-    for dtype, same in by_dtype.items():
+        by_kind.setdefault((t.device, t.dtype), []).append(t)
+    for (device, dtype), same in by_kind.items():
         total = sum(t.numel() for t in same)
-        flat = torch.empty(total, dtype=dtype)
+        flat = torch.empty(total, dtype=dtype, device=device)
+        group = comm_for(flat)
         if group.rank == root_rank and total:
             torch.cat([t.detach().reshape(-1) for t in same], out=flat)
         array = _convert.as_array(flat)

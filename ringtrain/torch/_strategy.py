@@ -255,7 +255,8 @@ def reduce(strategy: Any, op: Any, value: torch.Tensor, axis: int | None = None
         work = t.contiguous().clone()
         if group is not None:
             array = _convert.as_array(work)
-            group.allreduce(array, op=ReduceOp.SUM, out=array)
+            carrier = _convert.communicator(group) if work.is_cuda else group
+            carrier.allreduce(array, op=ReduceOp.SUM, out=array)
         return work
 
     if axis is None:
