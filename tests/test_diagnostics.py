@@ -3,6 +3,8 @@ processes under ringrun."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_failures import _stamp, _stamped_ringrun
 
@@ -52,6 +54,48 @@ def test_the_replica_guard_names_a_parameter_changed_on_one_rank(ringrun, np_, f
         out = res.stdout_of(r)
         assert out[:3] == ["STEP 1", "STEP 2", "STEP 3"], res.describe()
         assert out[3].startswith(expected), res.describe()
+    assert res.returncode == 3, res.describe()
+
+
+SAVE_TARGETS = {  # api: (what the message names, the perturbed tensor, the second save's file)
+    "manager": ("checkpoint {d}/ckpt-2", "'session/w1' (4, 3)", "ckpt-2.npz"),
+    "write": ("checkpoint {d}/single-2", "'session/w1' (4, 3)", "single-2.npz"),
+    "backup": ("BackupAndRestore {d}/backup.npz", "'model/00000:dense/kernel:0' (4, 3)",
+               "backup.npz"),
+    "modelcheckpoint": ("ModelCheckpoint {d}/w-2.h5", "'dense/kernel:0' (4, 3)", "w-2.h5"),
+    "save": ("Model.save {d}/model-2.h5", "'dense/kernel:0' (4, 3)", "model-2.h5"),
+}
+
+
+@pytest.mark.parametrize(("np_", "api", "perturb"), [
+    (3, "manager", 1), (2, "write", 1), (3, "backup", 2), (2, "modelcheckpoint", 1),
+    (3, "save", 0), (1, "manager", 0), (2, "backup", -1)])
+def test_no_checkpoint_is_written_from_replicas_that_differ(ringrun, tmp_path, np_, api,
+                                                            perturb):
+    # Two saves; between them one rank adds 0.25 to one weight. The second save stops on every
+    # rank naming the tensor, the ranks and the difference, and leaves the directory as the
+    # first left it (no new file, none rewritten, the index untouched). Per-rank metrics do
+    # not count; a single worker has no one to differ from.
+    res = ringrun(np_, "tests/mp/diag_replicas_save.py", api, str(perturb), str(tmp_path),
+                  timeout=120)
+    what, name, second = SAVE_TARGETS[api]
+    files = [json.loads(line[len("FILES "):]) for line in res.stdout_of(0)
+             if line.startswith("FILES ")]
+    if perturb < 0 or np_ == 1:
+        res.check()
+        assert all(res.stdout_of(r)[:1] == ["SAVED 1"] for r in range(np_)), res.describe()
+        assert len(files) == 3 and files[1] == files[2], res.describe()
+        assert second in files[2] and files[1] != files[0], res.describe()
+        return
+    differ = ", ".join(str(r) for r in range(1, np_)) if perturb == 0 else str(perturb)
+    expected = (f"DIVERGED before writing {what.format(d=tmp_path)}: the replicas' parameters "
+                f"differ: {name} on rank{'s' if ', ' in differ else ''} {differ} differs from "
+                f"rank 0's (largest difference 0.25).")
+    for r in range(np_):
+        out = [line for line in res.stdout_of(r) if not line.startswith("FILES ")]
+        assert out[0] == "SAVED 1", res.describe()
+        assert out[1].startswith(expected), res.describe()
+    assert len(files) == 2 and files[0] == files[1], res.describe()
     assert res.returncode == 3, res.describe()
 
 

@@ -12,6 +12,11 @@ Rules that keep a data-parallel job consistent:
   worker gets its own back on restore.
 - Every file appears whole or not at all (``files``: temporary file, fsync, rename; then the
   index).
+- Saves that every worker calls (``Checkpoint.write``/``save``, ``CheckpointManager.save``,
+  Keras ``ModelCheckpoint`` and ``BackupAndRestore``) first compare the replicas' state
+  (``comm.replicas``); a mismatch raises ``ReplicasDiverged`` on every worker before any file
+  is touched. ``tf.train.Saver.save`` and ``hvd.save_checkpoint`` may be called by the chief
+  alone, so they run no collective and are not compared.
 - ``restore`` is called by every worker: the chief reads the file and broadcasts it
   (``workers.chief_then_everyone``), so all workers load the same checkpoint even without a
   shared filesystem.
@@ -22,13 +27,13 @@ What can be tracked, and the protocol library objects implement, is in ``trackin
 from .fileformat import dumps, loads, read_state, read_state_everywhere, write_state
 from .files import atomic_write, deferred_termination, remove_stale_temporaries
 from .manager import CheckpointManager, all_checkpoint_files, latest_checkpoint
-from .saving import Checkpoint, CheckpointLoadStatus
+from .saving import Checkpoint, CheckpointLoadStatus, numeric_leaves
 from .tracking import register_adapter
 from .workers import chief_then_everyone, is_chief
 
 __all__ = [
     "Checkpoint", "CheckpointLoadStatus", "CheckpointManager", "all_checkpoint_files",
     "atomic_write", "chief_then_everyone", "deferred_termination", "dumps", "is_chief",
-    "latest_checkpoint", "loads", "read_state", "read_state_everywhere", "register_adapter",
-    "remove_stale_temporaries", "write_state",
+    "latest_checkpoint", "loads", "numeric_leaves", "read_state", "read_state_everywhere",
+    "register_adapter", "remove_stale_temporaries", "write_state",
 ]

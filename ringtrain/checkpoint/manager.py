@@ -98,8 +98,10 @@ class CheckpointManager:
     def save(self, checkpoint_number: int | None = None, check_interval: bool = True,
              session: Any = None) -> str | None:
         """Write a checkpoint; returns its path, or None when ``checkpoint_interval`` says
-        it is too early. Every worker calls it (only the chief writes). ``session``: where
-        graph variables live (default: the default session).
+        it is too early. Every worker calls it: the replicas are compared first (a worker
+        whose state differs stops every worker with ``ReplicasDiverged`` and nothing is
+        written), then only the chief writes. ``session``: where graph variables live
+        (default: the default session).
 
         SIGTERM (ringrun stopping the job) waits on every worker from the first line until
         the file and the index are written: the workers that are saving all finish it. If
@@ -123,13 +125,12 @@ class CheckpointManager:
         elif not isinstance(checkpoint_number, (int, np.integer)) or checkpoint_number < 0:
             raise ValueError(f"checkpoint_number must be a non-negative int, got "
                              f"{checkpoint_number!r}")
+        path = os.path.join(self.directory, f"{self._name}-{int(checkpoint_number)}")
+        objects, workers = self._checkpoint._prepare(f"checkpoint {path}", session)
         self._checkpoint.save_counter += 1
-        prefix = os.path.join(self.directory, f"{self._name}-{int(checkpoint_number)}")
-        with using_session(session):
-            workers = self._checkpoint._worker_states()      # the one collective
         if is_chief():
             remove_stale_temporaries(self.directory, f"{self._name}-", INDEX_FILE)
-        path = self._checkpoint._write(prefix, workers, session)
+        self._checkpoint._write(path, objects, workers)
         now = time.time()
         if path in self._checkpoints:
             self._checkpoints.remove(path)

@@ -8,17 +8,37 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from .. import errors
 from .fileformat import SUFFIX, read_state_everywhere, write_state
 from .files import deferred_termination
 from .tracking import Adapter, adapter_for, guarded
-from .workers import gather_from_workers, is_chief, worker_index
+from .workers import (
+    check_replicas_before_save,
+    gather_from_workers,
+    is_chief,
+    replicas_checked,
+    worker_index,
+)
 
 
 def using_session(session: Any) -> contextlib.AbstractContextManager:
     """Graph objects read and restore their values in the default session: make it
     ``session`` (None: leave the default as it is)."""
     return contextlib.nullcontext() if session is None else session.as_default()
+
+
+def numeric_leaves(state: Any, path: str) -> list[tuple[str, np.ndarray]]:
+    """Every number or numeric array in the ``state`` tree (dicts, lists), by path."""
+    if isinstance(state, dict):
+        return [leaf for k, v in state.items() for leaf in numeric_leaves(v, f"{path}/{k}")]
+    if isinstance(state, (list, tuple)):
+        return [leaf for i, v in enumerate(state) for leaf in numeric_leaves(v, f"{path}/{i}")]
+    if state is None or isinstance(state, (str, bytes)):
+        return []
+    array = np.asarray(state)
+    return [(path, array)] if array.dtype.kind in "biufc" else []
 
 
 class CheckpointLoadStatus:
@@ -99,10 +119,37 @@ class Checkpoint:
         adapter = adapter_for(obj, name)
         return adapter.state(obj) if adapter.state is not None else None
 
+    def _objects_state(self) -> dict:
+        return {name: self._state_of(obj, name) for name, obj in self._objects.items()}
+
     def _state(self) -> dict:
-        return {"objects": {name: self._state_of(obj, name)
-                            for name, obj in self._objects.items()},
-                "save_counter": self.save_counter}
+        return {"objects": self._objects_state(), "save_counter": self.save_counter}
+
+    def _replicated(self, objects: dict) -> list[tuple[str, np.ndarray]]:
+        """The numeric leaves of ``objects`` (an ``_objects_state()``) that every replica must
+        hold identically, by path: all but the keys an object declares per worker
+        (``_checkpoint_unshared_keys()``, e.g. a Session's local variables)."""
+        out: list[tuple[str, np.ndarray]] = []
+
+        def visit(obj: Any, value: Any, path: str) -> None:
+            if isinstance(obj, Checkpoint):
+                for name, item in obj._objects.items():
+                    visit(item, value["objects"][name], f"{path}/{name}")
+            elif isinstance(obj, dict):
+                for key, item in obj.items():
+                    visit(item, value[str(key)], f"{path}/{key}")
+            elif isinstance(obj, (list, tuple)):
+                for i, item in enumerate(obj):
+                    visit(item, value[i], f"{path}/{i}")
+            else:
+                unshared = getattr(obj, "_checkpoint_unshared_keys", lambda: ())()
+                if isinstance(value, dict):
+                    value = {k: v for k, v in value.items() if k not in unshared}
+                out.extend(numeric_leaves(value, path))
+
+        for name, obj in self._objects.items():
+            visit(obj, objects[name], name)
+        return out
 
     def _per_worker(self) -> list[tuple[str, Any, Adapter]]:
         out = []
@@ -169,32 +216,46 @@ class Checkpoint:
             guarded(adapter, path, adapter.restore_worker, leaf, mine[path])
 
     # files
+    def _prepare(self, what: str, session: Any) -> tuple[dict | None, list[dict] | None]:
+        """Every worker's part of a save, before any file is touched (the only collectives):
+        the objects' shared state, compared across the replicas first (``ReplicasDiverged``
+        on every worker, nothing written, if they differ; None on workers that neither check
+        nor write), and every worker's per-worker state in rank order."""
+        with using_session(session):
+            checked = replicas_checked()
+            objects = self._objects_state() if checked or is_chief() else None
+            if checked:
+                check_replicas_before_save(lambda: self._replicated(objects), what)
+            return objects, self._worker_states()
+
+    def _write(self, path: str, objects: dict | None, workers: list[dict] | None) -> None:
+        """The chief writes what ``_prepare`` gave (no collective here)."""
+        if is_chief():
+            write_state(path + SUFFIX, {"objects": objects, "save_counter": self.save_counter,
+                                        "workers": workers}, time=time.time())
+
     def write(self, file_prefix: str | os.PathLike, session: Any = None) -> str:
         """Write a checkpoint to ``file_prefix`` (+ ``.npz``) without numbering it; returns
-        the path to pass to ``restore``. The chief writes; other workers only return the path.
-        ``session``: where graph variables live (default: the default session). SIGTERM
-        waits until the file is written (see ``CheckpointManager.save``).
+        the path to pass to ``restore``. Every worker calls it: the replicas are compared
+        (see ``check_replicas_before_save``), then the chief writes and the other workers
+        return the path. ``session``: where graph variables live (default: the default
+        session). SIGTERM waits until the file is written (see ``CheckpointManager.save``).
         """
-        with deferred_termination():
-            with using_session(session):
-                workers = self._worker_states()        # the one collective, on every worker
-            return self._write(file_prefix, workers, session)
-
-    def _write(self, file_prefix: str | os.PathLike, workers: list[dict] | None,
-               session: Any) -> str:
-        """The chief writes (no collective here); every worker returns the path."""
         path = os.fspath(file_prefix).removesuffix(SUFFIX)
-        if is_chief():
-            with using_session(session):
-                state = self._state()
-            state["workers"] = workers
-            write_state(path + SUFFIX, state, time=time.time())
+        with deferred_termination():
+            objects, workers = self._prepare(f"checkpoint {path}", session)
+            self._write(path, objects, workers)
         return path
 
     def save(self, file_prefix: str | os.PathLike, session: Any = None) -> str:
-        """Increment ``save_counter`` and write ``file_prefix-<save_counter>``."""
-        self.save_counter += 1
-        return self.write(f"{os.fspath(file_prefix)}-{self.save_counter}", session=session)
+        """Increment ``save_counter`` and write ``file_prefix-<save_counter>`` (the counter
+        stays as it was when the replicas differ and nothing is written)."""
+        path = f"{os.fspath(file_prefix)}-{self.save_counter + 1}"
+        with deferred_termination():
+            objects, workers = self._prepare(f"checkpoint {path}", session)
+            self.save_counter += 1
+            self._write(path, objects, workers)
+        return path
 
     def read(self, save_path: str | os.PathLike | None, session: Any = None
              ) -> CheckpointLoadStatus:

@@ -7,6 +7,9 @@ optional in pairs):
   (variables, a data position); the chief's copy is everyone's.
 - ``_checkpoint_worker_state()`` / ``_restore_checkpoint_worker_state(state)``: what differs
   per worker (random streams); every worker's copy is gathered and each gets its own back.
+- ``_checkpoint_unshared_keys()`` (optional): keys of ``_checkpoint_state()`` that workers may
+  hold differently (a Session's local variables); saved as the chief's, but left out of the
+  replica comparison that runs before every save.
 
 State is arrays, numbers, strings and dicts/lists of them. Graph objects (Session, Variable,
 optimizers) read the values from the default session, which ``Checkpoint`` sets to the

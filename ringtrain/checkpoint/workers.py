@@ -5,10 +5,13 @@ Outside a job of several workers every function here works alone (no collective)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import errors
+import numpy as np
+
+from .. import env, errors
+from ..comm.replicas import check_replicas
 from ..world import process_group
 
 
@@ -34,6 +37,22 @@ def gather_from_workers(mine: Any) -> list:
     """Every worker's ``mine`` in rank order (a collective: every worker must call it)."""
     comm = _group()
     return [mine] if comm is None else list(comm.allgather_object(mine))
+
+
+def replicas_checked() -> bool:
+    """Whether saves compare the replicas first: in a job of several workers, unless
+    ``RINGTRAIN_CHECK_REPLICAS_EVERY=0`` turned the replica guard off."""
+    return _group() is not None and env.get("RINGTRAIN_CHECK_REPLICAS_EVERY") > 0
+
+
+def check_replicas_before_save(named: Callable[[], Sequence[tuple[str, np.ndarray]]],
+                               what: str) -> None:
+    """Before anything of ``what`` is written: compare ``named()`` (the state every replica
+    should hold identically) across the workers; ``ReplicasDiverged`` on every worker if they
+    differ, so a diverged model is never saved. A collective: every worker must call it, which
+    is why only saves that every worker calls are checked."""
+    if replicas_checked():
+        check_replicas(_group(), named(), f"before writing {what}")
 
 
 def chief_then_everyone(read: Callable[[], Any]) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, OpError, RingtrainError
 from . import dtypes as _dt
-from .graph import DeviceSpec, Graph, Operation, Tensor, get_default_graph
+from .graph import DeviceSpec, Graph, GraphKeys, Operation, Tensor, get_default_graph
 from .ops.base import KERNELS
 
 
@@ -425,6 +425,11 @@ class Session:
                 if v._index < len(store) and store[v._index] is not None]
         return dict(zip((v.op.name for v in live),
                         (np.array(value, copy=True) for value in self.run(live))))
+
+    def _checkpoint_unshared_keys(self) -> list[str]:
+        """The local variables (``tf.local_variables()``: metric accumulators and the like),
+        which each worker may hold differently: saved, but not compared across replicas."""
+        return [v.op.name for v in self._graph.get_collection(GraphKeys.LOCAL_VARIABLES)]
 
     def _restore_checkpoint_state(self, state: dict) -> None:
         by_name = {v.op.name: v for v in self._graph._variables}

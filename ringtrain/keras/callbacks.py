@@ -249,6 +249,11 @@ class ModelCheckpoint(Callback):
                 return
             self.best = current
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        # Every worker gets here (the logs are the workers' means): compare first, so the
+        # chief never writes weights that differ from another replica's.
+        self.model._replication.check_replicas(
+            lambda: [(w.name, a) for w, a in zip(self.model.weights, self.model.get_weights())],
+            f"ModelCheckpoint {path}")
         if self._is_chief:
             self.model.save_weights(path)
             if self.verbose:
@@ -310,11 +315,14 @@ class BackupAndRestore(Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         # One file replaced by one rename: a kill at any point leaves the previous backup or
         # this one, whole. SIGTERM waits from the first collective to the rename.
+        replication = self.model._replication
         with checkpoint.deferred_termination():
-            streams = self.model._replication.gather(self.model._checkpoint_worker_state())
+            state = self.model._checkpoint_state()
+            replication.check_replicas(lambda: checkpoint.numeric_leaves(state, "model"),
+                                       f"BackupAndRestore {self._path}")
+            streams = replication.gather(self.model._checkpoint_worker_state())
             if not self._is_chief:
                 return
-            state = self.model._checkpoint_state()
             checkpoint.remove_stale_temporaries(self.backup_dir, self.FILE)
             checkpoint.write_state(self._path, {"model": state, "workers": streams},
                                    epoch=epoch)

@@ -9,8 +9,9 @@ slots, step, learning rate), so a loaded model resumes training where the saved 
 Sequential and functional models are saved (subclassed ones: their architecture is code, so
 use ``save_weights``). A layer's config is the arguments it was constructed with (see
 ``registry.config_of``); symbolic arithmetic (``x + y``, ``K.mean(x)``) is saved by op name.
-Files are written atomically and by the chief only; under a multi-worker strategy the chief
-reads the file and sends its content to the others.
+Files are written atomically and by the chief only, after the replicas' weights were compared
+(``ReplicasDiverged`` on every worker, no file, if they differ); under a multi-worker strategy
+the chief reads the file and sends its content to the others.
 """
 
 from __future__ import annotations
@@ -254,6 +255,11 @@ def save_model(model: Any, filepath: str, overwrite: bool = True,
     weights = [(layer, layer.weights) for layer in layer_list]
     values = backend.batch_get_value([v for _, ws in weights for v in ws])
     state = model._checkpoint_state() if include_optimizer and train_config else None
+    # Under a multi-worker strategy every worker calls save (as in TensorFlow): the replicas
+    # are compared first, so the chief never writes weights another replica disagrees with.
+    model._replication.check_replicas(
+        lambda: [(v.name, a) for v, a in zip((v for _, ws in weights for v in ws), values)],
+        f"Model.save {filepath}")
     if not model._is_chief:
         return  # only the chief writes files
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import core
 from ..checkpoint import chief_then_everyone
+from ..checkpoint.workers import check_replicas_before_save
 from ..data.dataset import Dataset, share_shuffle_seeds
 from ..data.structure import is_nested, map_structure
 from . import backend, losses, optimizers
@@ -74,6 +75,13 @@ class Replication:
         if self.ctx is None or int(getattr(self.ctx, "num_workers", 1)) <= 1:
             return read()
         return chief_then_everyone(read)
+
+    def check_replicas(self, named: Any, what: str) -> None:
+        """Before a checkpoint of ``what`` is written: compare ``named()`` (name, array) pairs
+        across the workers of a multi-worker strategy (a collective there: every worker's
+        callbacks call it); ``ReplicasDiverged`` on every worker if they differ."""
+        if self.ctx is not None and int(getattr(self.ctx, "num_workers", 1)) > 1:
+            check_replicas_before_save(named, what)
 
     @property
     def worker_index(self) -> int:

@@ -198,10 +198,11 @@ def check_checkpoint(strategy, shared_dir):
     assert checkpoint.save_counter == 3
     # random streams are per worker: each worker gets its own stream back, not the chief's
     assert gen2.random() == np.random.default_rng(rank).random()
-    # Writing calls no collective: the chief alone can write while the others wait elsewhere.
+    # Every worker calls write (the replicas are compared first); only the chief writes.
+    solo = os.path.join(shared_dir if rank == 0 else private, "solo", "only-chief")
+    assert ck.Checkpoint(x=np.arange(3.0)).write(solo) == solo
+    assert os.path.exists(solo + ".npz") == (rank == 0), solo
     solo = os.path.join(shared_dir, "solo", "only-chief")
-    if rank == 0:
-        ck.Checkpoint(x=np.arange(3.0)).write(solo)
     strategy.extended.barrier()
     z = np.zeros(3)
     ck.Checkpoint(x=z).restore(solo)
