@@ -74,6 +74,22 @@ def worker_device(local_rank: int) -> str:
     return select(local_rank, cuda_device_count(), spec)
 
 
+_chosen: str | None = None      # this worker's device, once ringtrain.init() formed the world
+
+
+def choose(local_rank: int) -> str:
+    """Decide this worker's device (``ringtrain.init()``, which knows the local rank) and
+    remember it for the layers that do not see the world (the graph core)."""
+    global _chosen
+    _chosen = worker_device(local_rank)
+    return _chosen
+
+
+def chosen() -> str | None:
+    """The device ``choose`` decided, None before the world was formed."""
+    return _chosen
+
+
 def device_index(device: str) -> int | None:
     """N of "cuda:N", None for the CPU."""
     return int(device.split(":")[1]) if device.startswith("cuda:") else None

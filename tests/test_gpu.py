@@ -330,3 +330,162 @@ def test_cuda_tensors_get_a_communicator_that_takes_them():
     assert _convert.communicator(staged, cuda=True) is staged
     x = np.arange(5.0)
     assert np.array_equal(staged.allreduce(x), x)       # host arrays pass straight through
+
+
+# --- the graph core on a device namespace (NumPy standing in for CuPy) ---------------------------
+
+def test_the_fake_device_refuses_numpy_functions_like_cupy():
+    from fake_device import DeviceArray, FakeDevice
+
+    xp = FakeDevice()
+    x = xp.arange(6.0).reshape(2, 3)
+    assert type(x) is DeviceArray and type(xp.concatenate([x, x])) is DeviceArray
+    assert type(x + 1) is DeviceArray                       # operators stay on the device
+    with pytest.raises(TypeError, match="rt.xp.concatenate"):
+        np.concatenate([x, x])
+    assert type(xp.asnumpy(x)) is np.ndarray and xp.to_host == 1
+
+
+@pytest.fixture
+def on_fake_gpu(monkeypatch):
+    """Sessions placed on a GPU get the fake namespace; the worker sees 2 GPUs and is the first
+    process of no launcher (so it takes GPU 0)."""
+    from fake_device import FakeDevice
+
+    from ringtrain.core import placement
+
+    fake = FakeDevice()
+    asked = []
+    monkeypatch.setattr(devices, "_chosen", None)       # no world formed yet: GPU 0
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(placement, "gpu_namespace", lambda index: asked.append(index) or fake)
+    monkeypatch.delenv("RINGTRAIN_DEVICE", raising=False)
+    fake.asked = asked
+    return fake
+
+
+def _softmax_regression(tf, device):
+    """A small classifier trained by gradient descent; returns (graph, x, y, loss, train, W)."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.device(device):
+        tf.set_random_seed(3)
+        x = tf.placeholder(tf.float32, [None, 5])
+        y = tf.placeholder(tf.int64, [None])
+        w = tf.Variable(tf.random_normal([5, 7], stddev=0.5))
+        hidden = tf.nn.relu(tf.matmul(x, w))
+        logits = tf.layers.dense(hidden, 3)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                             logits=logits))
+        train = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+        init = tf.global_variables_initializer()
+    return graph, x, y, loss, train, init, w
+
+
+def _train(tf, session, model, start=None, steps=4):
+    """Train from the initializers' values or from ``start`` (values loaded into the
+    variables); returns the losses, the final variable values and the starting ones."""
+    graph, x, y, loss, train, init, _ = model
+    variables = graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)
+    session.run(init)
+    for v, value in zip(variables, start or ()):
+        v.load(value, session)
+    first = session.run(variables)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(steps):
+        xs, ys = rng.normal(size=(8, 5)).astype(np.float32), rng.integers(0, 3, 8)
+        losses.append(session.run([loss, train], {x: xs, y: ys})[0])
+    return losses, session.run(variables), first
+
+
+def test_a_session_placed_on_a_gpu_runs_its_kernels_on_the_device_namespace(on_fake_gpu):
+    from fake_device import DeviceArray
+
+    import ringtrain as tf
+
+    on_cpu = _softmax_regression(tf, "/cpu:0")
+    cpu = _train(tf, tf.Session(graph=on_cpu[0]), on_cpu)
+    assert on_fake_gpu.asked == []              # a CPU graph never asks for a GPU
+
+    model = _softmax_regression(tf, "/gpu:0")
+    session = tf.Session(graph=model[0])
+    losses, final, _ = _train(tf, session, model, start=cpu[2])
+    assert session._rt.xp is on_fake_gpu and on_fake_gpu.asked == [0]
+    # feeds went to the device (two per training run), fetches came back as NumPy
+    assert on_fake_gpu.to_device >= 8 and on_fake_gpu.to_host >= 5
+    assert all(type(v) is np.ndarray for v in final)
+    assert all(type(v) is np.float32 for v in losses)
+    # the variables (W, the dense layer's kernel and bias, momentum slots) live on the device,
+    # loaded ones too
+    live = [v for v in session._rt.store if v is not None]
+    assert len(live) >= 6 and all(type(v) is DeviceArray for v in live)
+    # from the same start, the same arithmetic as on the CPU, bit for bit (the stand-in is
+    # NumPy underneath)
+    assert losses == cpu[0] and all(np.array_equal(a, b) for a, b in zip(final, cpu[1]))
+    assert [d.device_type for d in session.list_devices()] == ["CPU", "GPU"]
+
+
+def test_ringtrain_device_places_an_unplaced_graph_and_visible_device_list_picks_the_gpu(
+        on_fake_gpu, monkeypatch):
+    import ringtrain as tf
+
+    model = _softmax_regression(tf, "")
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cuda")
+    assert tf.Session(graph=model[0])._rt.xp is on_fake_gpu and on_fake_gpu.asked == [0]
+    config = tf.ConfigProto(gpu_options=tf.GPUOptions(visible_device_list="1"))
+    assert tf.Session(graph=model[0], config=config)._rt.xp is on_fake_gpu
+    assert on_fake_gpu.asked == [0, 1]
+    monkeypatch.setattr(devices, "_chosen", "cuda:1")   # what init() chose for local rank 1
+    assert tf.Session(graph=model[0])._rt.xp is on_fake_gpu and on_fake_gpu.asked == [0, 1, 1]
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cpu")           # the variable wins over /gpu:0
+    assert tf.Session(graph=_softmax_regression(tf, "")[0])._rt.xp is np
+
+
+def test_without_a_reachable_gpu_the_errors_name_the_fix(on_fake_gpu, monkeypatch):
+    import ringtrain as tf
+    from ringtrain.core import placement
+
+    monkeypatch.setattr(placement, "gpu_namespace", lambda index: None)    # no CuPy
+    model = _softmax_regression(tf, "/gpu:0")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="allow_soft_placement"):
+        tf.Session(graph=model[0]).run(model[-2])
+    soft = tf.Session(graph=model[0], config=tf.ConfigProto(allow_soft_placement=True))
+    soft.run(model[-2])
+    assert soft._rt.xp is np
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cuda")
+    with pytest.raises(ConfigError, match="RINGTRAIN_DEVICE=cpu"):
+        unplaced = _softmax_regression(tf, "")
+        tf.Session(graph=unplaced[0]).run(unplaced[-2])
+    with pytest.raises(ConfigError, match="visible_device_list"):
+        config = tf.ConfigProto(gpu_options=tf.GPUOptions(visible_device_list="gpu1"))
+        tf.Session(graph=model[0], config=config).run(model[-2])
+
+
+def test_keras_fit_runs_on_the_device_namespace(on_fake_gpu, monkeypatch):
+    import ringtrain as tf
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+
+    def fit(start=None):
+        tf.keras.backend.clear_session()
+        model = tf.keras.Sequential([tf.keras.layers.Dense(6, activation="relu",
+                                                           input_shape=(4,)),
+                                     tf.keras.layers.Dense(2, activation="softmax")])
+        model.compile(tf.keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        if start is not None:
+            model.set_weights(start)
+        first = model.get_weights()
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        return history.history["loss"], model.get_weights(), model.predict(x[:5]), first
+
+    on_cpu = fit()
+    before = on_fake_gpu.to_device
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cuda")
+    on_gpu = fit(start=on_cpu[3])               # the same start: the generators differ
+    assert on_fake_gpu.asked and on_fake_gpu.to_device - before >= 8    # batches went there
+    assert on_gpu[0] == on_cpu[0]
+    assert all(np.array_equal(a, b) for a, b in zip(on_gpu[1], on_cpu[1]))
+    assert type(on_gpu[2]) is np.ndarray and np.array_equal(on_gpu[2], on_cpu[2])

@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, OpError, RingtrainError
+from .. import env
+from ..errors import ConfigError, InvalidArgumentError, OpError, RingtrainError
 from . import dtypes as _dt
-from .graph import DeviceSpec, Graph, GraphKeys, Operation, Tensor, get_default_graph
+from . import placement
+from .graph import Graph, GraphKeys, Operation, Tensor, get_default_graph
 from .ops.base import KERNELS
 
 
@@ -227,9 +229,10 @@ class Session:
         self._graph = graph if graph is not None else get_default_graph()
         self._config = config or ConfigProto()
         # A tf.function's graph runs on the eager context's runtime: its variables are the
-        # eager ones (eager.py).
-        shared = getattr(self._graph, "_shared_runtime", None)
-        self._rt = shared if shared is not None else _Runtime(np)
+        # eager ones (eager.py). Otherwise the runtime (and with it NumPy or CuPy) is chosen at
+        # the first run or variable load, when the graph has been built (placement.py).
+        self._runtime: _Runtime | None = getattr(self._graph, "_shared_runtime", None)
+        self._gpu: int | None = None    # the GPU this Session computes on
         self._plans: dict = {}
         self._closed = False
         self._default_ctx: list = []
@@ -237,6 +240,30 @@ class Session:
     @property
     def graph(self) -> Graph:
         return self._graph
+
+    @property
+    def _rt(self) -> _Runtime:
+        rt = self._runtime
+        if rt is None:
+            rt = self._runtime = _Runtime(self._place())
+        return rt
+
+    def _place(self) -> Any:
+        """The array namespace this Session computes with: CuPy when the graph is placed on a
+        GPU (or RINGTRAIN_DEVICE asks for one) and one is reachable, else NumPy."""
+        if not placement.wants_gpu(self._graph):
+            return np
+        index = placement.gpu_index(self._config.gpu_options.visible_device_list)
+        xp = None if index is None else placement.gpu_namespace(index)
+        if xp is None:
+            if env.get("RINGTRAIN_DEVICE") and not self._config.allow_soft_placement:
+                raise ConfigError(f"RINGTRAIN_DEVICE={env.get('RINGTRAIN_DEVICE')}: the graph "
+                                  f"core computes on a GPU with CuPy, and CuPy cannot reach "
+                                  f"GPU {index}; pip install 'ringtrain[gpu]', or run on the "
+                                  f"CPU with RINGTRAIN_DEVICE=cpu")
+            return np       # GPU-placed ops: refused by _check_devices unless soft placement
+        self._gpu = index
+        return xp
 
     @property
     def graph_def(self) -> Any:
@@ -264,9 +291,10 @@ class Session:
     def close(self) -> None:
         self._closed = True
         self._plans.clear()
-        if getattr(self._graph, "_shared_runtime", None) is not self._rt:
-            self._rt.store = []
-            self._rt.persistent = set()
+        rt = self._runtime
+        if rt is not None and getattr(self._graph, "_shared_runtime", None) is not rt:
+            rt.store = []
+            rt.persistent = set()
 
     # -- running --
     def run(self, fetches: Any, feed_dict: dict | None = None, options: Any = None,
@@ -290,9 +318,17 @@ class Session:
             if key is not None:
                 self._plans[key] = plan
         vals = [None] * plan.nslots
+        rt = self._rt
+        xp = rt.xp
+        on_gpu = xp is not np
+        if on_gpu:
+            placement.activate(xp, self._gpu)
         if fkeys:
             for (slot, npd, shape, tensor), value in zip(plan.feeds, feed_dict.values()):
-                vals[slot] = _check_feed(value, npd, shape, tensor)
+                value = _check_feed(value, npd, shape, tensor)
+                if on_gpu and value.dtype.kind not in "OUS":    # strings stay on the host
+                    value = xp.asarray(value)
+                vals[slot] = value
         i = 0
         try:
             for i, step in enumerate(plan.steps):  # i names the failing op
@@ -306,12 +342,16 @@ class Session:
             raise InvalidArgumentError(None, failing, f"{failing.type} op {failing.name!r}: "
                                                       f"{exc}") from exc
         out = []
-        persistent = self._rt.persistent
+        persistent = rt.persistent
         for i in plan.fetch_slots:
             if i is None:
                 out.append(None)
                 continue
             v = vals[i]
+            if on_gpu and isinstance(v, xp.ndarray):
+                v = xp.asnumpy(v)       # a new host array: nothing of a variable's to protect
+                out.append(v[()] if v.ndim == 0 else v)
+                continue
             if type(v) is np.ndarray:
                 if v.ndim == 0:
                     v = v[()]
@@ -326,7 +366,11 @@ class Session:
         raise NotImplementedError("partial_run is not supported")
 
     def list_devices(self) -> list:
-        return [_DeviceAttributes("/job:localhost/replica:0/task:0/device:CPU:0", "CPU")]
+        found = [_DeviceAttributes("/job:localhost/replica:0/task:0/device:CPU:0", "CPU")]
+        if self._rt.xp is not np:
+            found.append(_DeviceAttributes(f"/job:localhost/replica:0/task:0/device:GPU:"
+                                           f"{self._gpu}", "GPU"))
+        return found
 
     # -- planning --
     def _build_plan(self, fetches: Any, feed_keys: tuple) -> _Plan:
@@ -403,19 +447,19 @@ class Session:
 
     def _check_devices(self, order: list[Operation]) -> None:
         cfg = self._config
+        on_gpu = self._rt.xp is not np
+        where = f"GPU:{self._gpu}" if on_gpu else "CPU:0"
         for op in order:
-            dev = op._device
-            if dev and "GPU" in dev.upper():
-                spec = DeviceSpec.from_string(dev)
-                if spec.device_type == "GPU" and not cfg.allow_soft_placement:
-                    raise InvalidArgumentError(
-                        None, op, f"Cannot assign a device for operation {op.name!r}: it is "
-                                  f"placed on {dev}, and this Session runs on the CPU (NumPy). "
-                                  f"Place it on '/cpu:0', or create the Session with "
-                                  f"tf.ConfigProto(allow_soft_placement=True) to run it on the "
-                                  f"CPU")
+            if not on_gpu and not cfg.allow_soft_placement and placement.placed_on_gpu(op._device):
+                raise InvalidArgumentError(
+                    None, op, f"Cannot assign a device for operation {op.name!r}: it is placed "
+                              f"on {op._device}, and this Session runs on the CPU (NumPy): no "
+                              f"GPU that CuPy can reach (pip install 'ringtrain[gpu]' on a "
+                              f"machine with an NVIDIA GPU). Place it on '/cpu:0', or create "
+                              f"the Session with tf.ConfigProto(allow_soft_placement=True) to "
+                              f"run it on the CPU")
             if cfg.log_device_placement:
-                print(f"{op.name}: ({op.type}): /job:localhost/replica:0/task:0/device:CPU:0")
+                print(f"{op.name}: ({op.type}): /job:localhost/replica:0/task:0/device:{where}")
 
     # -- the checkpoint protocol (ringtrain.checkpoint.tracking) --
     def _checkpoint_state(self) -> dict:

@@ -171,7 +171,7 @@ def init(backend: str | None = None, comm: Any = None, check: bool | None = None
             chosen = "mpi" if several else "local"
         host = _build(chosen, launch, plan, comm, check)
         try:
-            _device = devices.worker_device(host.local_rank)
+            _device = devices.choose(host.local_rank)
             _comm = _on_device(host, requested, _device)
         except BaseException:
             host.shutdown()
