@@ -550,8 +550,16 @@ class Strategy:
 
     # scope
     @contextlib.contextmanager
-    def scope(self) -> Iterator[Strategy]:
-        """Variables, models and optimizers created inside belong to this strategy."""
+    def scope(self, mixed_precision: str | None = None) -> Iterator[Strategy]:
+        """Variables, models and optimizers created inside belong to this strategy.
+
+        ``mixed_precision`` (PyTorch programs; Accelerate's values): ``"no"``, ``"bf16"``
+        (models trained by an optimizer created here run forward under bfloat16 autocast) or
+        ``"fp16"`` (float16 autocast and loss scaling: ``strategy.backward(loss)``). None
+        keeps the strategy's setting ("no" at first).
+        """
+        if mixed_precision is not None:
+            self._torch("scope(mixed_precision=...)").set_precision(self, mixed_precision)
         stack = _scope_stack()
         if stack and stack[-1] is not self:
             raise ValueError("mixing different tf.distribute strategies: another strategy's "
@@ -705,6 +713,16 @@ class Strategy:
     def no_sync(self):
         """Accumulate gradients locally (no all-reduce) for the backward passes inside."""
         return self._torch("no_sync").no_sync(self)
+
+    def backward(self, loss: Any, **kwargs: Any) -> None:
+        """``loss.backward()`` (torch), on the scaled loss under ``mixed_precision="fp16"``."""
+        self._torch("backward").backward(self, loss, **kwargs)
+
+    @property
+    def grad_scaler(self) -> Any:
+        """The ``torch.amp.GradScaler`` of ``mixed_precision="fp16"`` (None otherwise): put
+        its ``state_dict()`` in checkpoints."""
+        return self._torch("grad_scaler").grad_scaler(self)
 
 
 class MirroredStrategy(Strategy):

@@ -64,6 +64,7 @@ from ..errors import CollectiveMismatch, ConfigError
 from . import _convert, _streams
 from ._compression import Compression
 from ._ops import comm
+from ._precision import SIXTEEN_BIT, SixteenBitAllreduce
 
 # id(parameter) -> (weak parameter, weak engine): which engine averages each parameter's gradient
 # (a newer engine takes a parameter over). Nothing is stored on the parameter itself, so
@@ -461,11 +462,22 @@ class GradientEngine:
         if self.predivide != 1.0:
             buffer.mul_(1.0 / self.predivide)
         wire, ctx = self.compression.compress(buffer)
+        streams = self.streams
+        if streams is None and wire.dtype in SIXTEEN_BIT:
+            # float16/bfloat16 on the host (the gradients' own dtype or a compressor's): 16
+            # bits travel, float32 adds them, so the result is rounded once and cannot
+            # overflow mid-sum. Its second collective runs in _finish_round's waits, in bucket
+            # order on every rank (not here: ranks launch different buckets during backward).
+            if not wire.is_contiguous():
+                wire = wire.contiguous()
+            bucket.buffer, bucket.wire, bucket.ctx = buffer, wire, ctx
+            bucket.handle = SixteenBitAllreduce(self.comm, wire.view(-1), self.op,
+                                                async_op=not now)
+            return
         if not _convert.reducible(wire):        # bfloat16: summed in float32
             wire = wire.float()
         array = bucket.array if wire is bucket.flat else _convert.as_array(wire)
         bucket.buffer, bucket.wire, bucket.ctx = buffer, wire, ctx
-        streams = self.streams
         if streams is None:
             bucket.handle = self.bucket_comm.allreduce(array, op=self.op,
                                                        algorithm=self.algorithm, out=array,
@@ -525,6 +537,7 @@ class GradientEngine:
             self._next = 0
             self._passes = 0
         self._rounds_since_step += 1
+        self.user_synchronized = False      # new gradients (a skipped step never reset it)
         if self.recorder is not None:
             self.recorder.add("comm", time.perf_counter() - started)
         if self._observed is not None:

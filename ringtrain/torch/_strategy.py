@@ -8,7 +8,10 @@ scope (on the thread that entered it):
 - an optimizer created (``torch.optim.Optimizer.__init__`` is wrapped while any scope is
   open) first makes every rank's parameters, buffers and optimizer state equal to the chief's,
   then gets a GradientEngine: gradients are averaged over workers in fused buckets during
-  backward, and before every ``step()``.
+  backward, and before every ``step()``;
+- with ``scope(mixed_precision="bf16"|"fp16")`` the models an optimizer trains run their
+  forward under autocast, and with fp16 ``strategy.backward(loss)`` and ``step()`` do the
+  loss scaling (``_precision.MixedPrecision``).
 
 Everything is undone when the last scope exits; optimizers created inside keep averaging.
 """
@@ -31,6 +34,7 @@ from . import _convert
 from ._data import DistributedDataLoader
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters, owner
 from ._optimizer import broadcast_tensors_, copy_optimizer_state
+from ._precision import MixedPrecision, check_precision
 
 _local = threading.local()
 _patch_lock = threading.Lock()
@@ -41,6 +45,8 @@ _global_hooks: list[Any] = []
 _engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # strategy -> modules created in its scopes, in creation order (for parameter names)
 _modules: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# strategy -> its mixed precision setting (absent: "no")
+_precisions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _Scope:
@@ -166,11 +172,17 @@ def _roots(scope: _Scope, wanted: set[int]) -> list[torch.nn.Module]:
 
 
 def _attach(scope: _Scope, optimizer: torch.optim.Optimizer) -> None:
-    if getattr(scope.strategy.extended, "comm", None) is None:
-        return      # the default, single-replica strategy: plain torch
     params = [p for g in optimizer.param_groups for p in g["params"]]
     wanted = {id(p) for p in params}
     roots = _roots(scope, wanted)
+    precision = _precisions.get(scope.strategy)
+    if precision is not None:
+        for root in roots:
+            precision.wrap_model(root)
+    if getattr(scope.strategy.extended, "comm", None) is None:
+        if precision is not None:       # the default, single-replica strategy: plain torch
+            precision.attach(optimizer, None)
+        return
     name_of: dict[int, str] = {}
     state: list[tuple[str, torch.Tensor]] = []       # what the chief's copy overwrites
     for i, root in enumerate(roots):
@@ -204,7 +216,45 @@ def _attach(scope: _Scope, optimizer: torch.optim.Optimizer) -> None:
     engine = GradientEngine(named, what=what, bucket_bytes=getattr(ops, "bucket_bytes", None),
                             algorithm=getattr(ops, "algorithm", None))
     engine.attach(optimizer)
+    if precision is not None:
+        precision.attach(optimizer, engine)
     _engines.setdefault(strategy, weakref.WeakSet()).add(engine)
+
+
+# --- mixed precision -------------------------------------------------------------------------------
+
+def set_precision(strategy: Any, setting: Any) -> None:
+    """``scope(mixed_precision=setting)``: the strategy's setting from now on (one per
+    strategy: a different one later is a ValueError, since models already run in the first)."""
+    setting = check_precision(setting)
+    current = _precisions.get(strategy)
+    current_setting = "no" if current is None else current.setting
+    if setting == current_setting:
+        return
+    if current is not None or _modules.get(strategy):
+        raise ValueError(f"strategy.scope(mixed_precision={setting!r}): this strategy already "
+                         f"uses mixed_precision={current_setting!r} for the models created in "
+                         f"its scopes; use one setting per strategy (or a new strategy)")
+    if setting != "no":
+        _precisions[strategy] = MixedPrecision(setting)
+
+
+def backward(strategy: Any, loss: torch.Tensor, **kwargs: Any) -> None:
+    """``loss.backward()``; with ``mixed_precision="fp16"`` on the scaled loss."""
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"strategy.backward needs the loss tensor, got {type(loss).__name__}")
+    precision = _precisions.get(strategy)
+    if precision is None:
+        loss.backward(**kwargs)
+    else:
+        precision.backward(loss, **kwargs)
+
+
+def grad_scaler(strategy: Any) -> torch.amp.GradScaler | None:
+    """The GradScaler of a ``mixed_precision="fp16"`` strategy (its ``state_dict()`` belongs
+    in checkpoints), else None."""
+    precision = _precisions.get(strategy)
+    return None if precision is None else precision.scaler
 
 
 # --- the rest of the strategy's torch methods ------------------------------------------------------
