@@ -470,6 +470,91 @@ def test_custom_batch_sampler_is_sharded_by_batch():
     assert len(sampler) == 4
 
 
+def split_loaders(world, **kwargs):
+    dataset = TensorDataset(torch.arange(11))
+    return [DistributedDataLoader(DataLoader(dataset, **kwargs), r, world, split_batches=True)
+            for r in range(world)]
+
+
+def global_batches(shards):
+    """Each step's global batch: the workers' parts concatenated in rank order."""
+    parts = [[[int(v) for v in batch.reshape(-1)] for (batch,) in s] for s in shards]
+    return [[v for part in step for v in part] for step in zip(*parts)]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_split_batches_give_the_same_global_batches_on_any_number_of_workers(shuffle):
+    # 11 samples in global batches of 6: the second is padded with the epoch's first sample.
+    expected = None
+    for world in (1, 2, 3, 6):
+        shards = split_loaders(world, batch_size=6, shuffle=shuffle)
+        assert [len(s) for s in shards] == [2] * world
+        epochs = [global_batches(shards), global_batches(shards)]
+        if not shuffle:
+            assert epochs[0] == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 0]]
+        assert sorted(epochs[0][0] + epochs[0][1][:5]) == list(range(11))
+        assert epochs[0][1][5] == epochs[0][0][0]
+        expected = epochs if expected is None else expected
+        assert epochs == expected, world
+    assert expected[0] != expected[1] if shuffle else expected[0] == expected[1]
+    dropped = split_loaders(2, batch_size=6, drop_last=True)
+    assert [len(s) for s in dropped] == [1, 1] and global_batches(dropped) == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_a_saved_position_resumes_on_another_number_of_workers():
+    # Uninterrupted: 3 epochs of 4 global batches of 4 (15 samples, shuffled).
+    def dataset():
+        return TensorDataset(torch.arange(15))
+
+    def run(world, state=None, stop=None):
+        shards = [DistributedDataLoader(DataLoader(dataset(), batch_size=4, shuffle=True), r,
+                                        world, split_batches=True) for r in range(world)]
+        if state is not None:
+            for s in shards:
+                s.load_state_dict(state)
+        seen, saved = [], None
+        for epoch in range(shards[0].epoch, 3):
+            for s in shards:
+                s.set_epoch(epoch)            # the DistributedSampler idiom keeps the position
+            iterators = [iter(s) for s in shards]
+            for step in zip(*iterators):
+                seen.append([int(v) for (b,) in step for v in b.reshape(-1)])
+                if len(seen) == stop:
+                    return seen, shards[0].state_dict()
+        return seen, saved
+
+    everything, _ = run(1)
+    assert len(everything) == 12
+    for before, after in ((2, 4), (4, 2), (1, 2)):
+        for stop in (1, 4, 6):                 # mid-epoch, the end of an epoch, mid-epoch
+            head, state = run(before, stop=stop)
+            assert state["epoch"] == stop // 4 and state["batches"] == stop % 4, state
+            tail, _ = run(after, state)
+            assert head + tail == everything, (before, after, stop)
+
+
+def test_positions_and_their_errors():
+    shards = loaders(2, batch_size=2, shuffle=True)
+    whole = epoch_of(loaders(2, batch_size=2, shuffle=True)[1])
+    iterator = iter(shards[1])
+    first = [int(v) for v in next(iterator)[0]]
+    state = shards[1].state_dict()
+    assert state["epoch"] == 0 and state["batches"] == 1
+    again = loaders(2, batch_size=2, shuffle=True)[1]
+    again.load_state_dict(state)
+    assert first + epoch_of(again) == whole                       # same workers: resumes
+    with pytest.raises(ValueError, match="split_batches=True"):
+        loaders(3, batch_size=2, shuffle=True)[0].load_state_dict(state)
+    with pytest.raises(ValueError, match="batch_size=3"):
+        loaders(2, batch_size=3)[0].load_state_dict(state)
+    with pytest.raises(ValueError, match="lacks"):
+        shards[0].load_state_dict({"epoch": 0})
+    with pytest.raises(ValueError, match="multiple of the number of workers"):
+        split_loaders(4, batch_size=6)
+    with pytest.raises(TypeError, match="batch_size"):
+        split_loaders(2, batch_size=None)
+
+
 def test_distribute_dataloader_rejects_what_it_cannot_shard():
     class Stream(IterableDataset):
         def __iter__(self):

@@ -706,9 +706,12 @@ class Strategy:
                             "create the model inside strategy.scope()) first")
         return torch_side
 
-    def distribute_dataloader(self, loader: Any) -> Any:
-        """This worker's shard of a ``torch.utils.data.DataLoader`` (reshuffled per epoch)."""
-        return self._torch("distribute_dataloader").distribute_dataloader(self, loader)
+    def distribute_dataloader(self, loader: Any, split_batches: bool = False) -> Any:
+        """This worker's shard of a ``torch.utils.data.DataLoader`` (reshuffled per epoch);
+        ``split_batches=True``: the loader's batch size is the global batch, split across
+        workers (a checkpointed position then resumes on any number of workers)."""
+        return self._torch("distribute_dataloader").distribute_dataloader(
+            self, loader, split_batches=split_batches)
 
     def no_sync(self):
         """Accumulate gradients locally (no all-reduce) for the backward passes inside."""

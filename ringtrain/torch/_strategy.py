@@ -273,10 +273,12 @@ def no_sync(strategy: Any) -> Iterator[None]:
             engine.accumulate -= 1
 
 
-def distribute_dataloader(strategy: Any, loader: Any) -> DistributedDataLoader:
+def distribute_dataloader(strategy: Any, loader: Any, split_batches: bool = False
+                          ) -> DistributedDataLoader:
     """This worker's shard of ``loader`` (see DistributedDataLoader)."""
     extended = strategy.extended
-    return DistributedDataLoader(loader, extended.worker_index, extended.num_workers)
+    return DistributedDataLoader(loader, extended.worker_index, extended.num_workers,
+                                 split_batches=split_batches)
 
 
 def _reduce_op(op: Any) -> str:
