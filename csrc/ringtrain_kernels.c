@@ -11,6 +11,7 @@
  *   reduce3(dst, a, b, code, op, divisor)   op: 0 sum, 1 min, 2 max; divisor 1 = none
  *   copy(dst, src[, stream])                dst = src (bytes); stream: non-temporal stores
  *   scale(dst, code, divisor)               dst /= divisor (floating codes only)
+ *   step(mine, left, right, value)          the ring's neighbour barrier on shared 8-byte flags
  *   Streaming stores are for a large destination that is not in cache: ordinary stores first
  *   read every line they write ("read for ownership"), so a copy into a cold destination
  *   moves three bytes over the memory bus per byte copied instead of two.
@@ -21,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -318,6 +320,36 @@ static int reduce_loop(char kind, int size, void *dst, const void *a, const void
     return 1;
 }
 
+/* ------------------------------------------------------------------ step flags */
+
+/* The shared-memory ring's step barrier, between neighbours only: publish my step count, then
+ * wait until both neighbours have published at least as many. Release/acquire order the data a
+ * rank wrote before its step against the reads its neighbours make after theirs. Spins briefly
+ * (a neighbour on another core answers within a microsecond), then yields the core: on a busy
+ * or oversubscribed machine the neighbour may need this very core to get there. */
+#define SPINS_BEFORE_YIELD 256
+
+static inline void cpu_relax(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+}
+
+static void step_wait(uint64_t *mine, const uint64_t *left, const uint64_t *right, uint64_t step)
+{
+    __atomic_store_n(mine, step, __ATOMIC_RELEASE);
+    int spins = 0;
+    while (__atomic_load_n(left, __ATOMIC_ACQUIRE) < step
+           || __atomic_load_n(right, __ATOMIC_ACQUIRE) < step) {
+        if (++spins < SPINS_BEFORE_YIELD) {
+            cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ Python wrappers */
 
 static int itemsize_of(const char *code)
@@ -443,6 +475,33 @@ done:
     return result;
 }
 
+static PyObject *step(PyObject *self, PyObject *args)
+{
+    Py_buffer mine, left, right;
+    unsigned long long value;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*w*w*K", &mine, &left, &right, &value)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_buffer *all[3] = {&mine, &left, &right};
+    for (int i = 0; i < 3; i++) {
+        if (all[i]->len < (Py_ssize_t)sizeof(uint64_t) || ((uintptr_t)all[i]->buf & 7) != 0) {
+            PyErr_SetString(PyExc_ValueError, "step: flags must be 8-byte aligned, 8 bytes long");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    step_wait(mine.buf, left.buf, right.buf, (uint64_t)value);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&mine);
+    PyBuffer_Release(&left);
+    PyBuffer_Release(&right);
+    return result;
+}
+
 static PyObject *set_stream(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -484,6 +543,9 @@ static PyMethodDef methods[] = {
     {"copy", copy_bytes, METH_VARARGS,
      "copy(dst, src, stream=False): dst = src (bytes); stream: non-temporal stores to dst"},
     {"scale", scale, METH_VARARGS, "scale(dst, code, divisor): dst /= divisor in place"},
+    {"step", step, METH_VARARGS,
+     "step(mine, left, right, value): store value in the 8-byte flag mine (release), then wait "
+     "until the flags left and right hold at least value (acquire); the GIL is released"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -176,3 +176,24 @@ def test_copy_bad_arguments():
     with pytest.raises(TypeError):
         ckernels.copy(b"x" * 10, a, True)                           # dst must be writable
     assert ckernels.STREAM == kernels.STREAM
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(ckernels, "step"), reason="extension built from older sources")
+def test_step_publishes_then_waits_for_both_neighbours():
+    import threading
+
+    flags = np.zeros(3 * 8, np.uint64)           # one flag per cache line: mine, left, right
+    mine, left, right = flags[0:1], flags[8:9], flags[16:17]
+    left[0], right[0] = 5, 4
+    ckernels.step(mine, left, right, 4)          # both already there: returns at once
+    assert mine[0] == 4
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (ckernels.step(mine, left, right, 5), done.set()))
+    waiter.start()
+    assert not done.wait(0.2) and mine[0] == 5   # published, waits for the right neighbour
+    right[0] = 5
+    assert done.wait(10)
+    waiter.join()
+    with pytest.raises(ValueError, match="aligned"):
+        ckernels.step(flags.view(np.uint8)[1:9], left, right, 1)

@@ -105,3 +105,7 @@ else:
     reduce3 = numpy_reduce3
     copy = numpy_copy
     scale = numpy_scale
+
+#: ``step(mine, left, right, value)``: the shared-memory ring's barrier between neighbours on
+#: 8-byte flags in the window (C only; None: the ring uses MPI's barrier)
+step = getattr(_c, "step", None)

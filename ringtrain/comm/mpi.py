@@ -275,7 +275,9 @@ class MPICommunicator(CommunicatorBase):
         slot directly, so the reduction reads the neighbour's data in place (MPI messages would
         copy it once more into a receive buffer). Slots alternate between steps so one barrier
         per step suffices: a slot is rewritten only after the right neighbour has passed the
-        barrier that follows its read. The buffer is processed in blocks of
+        barrier that follows its read. That barrier is between neighbours only (``shm.sync``:
+        step flags in the window, kernels.step; MPI's node barrier without the C kernels), as
+        a rank exchanges data with no one else. The buffer is processed in blocks of
         ``world_size * shm_chunk_bytes``, each a complete ring (same schedule as ``_ring``), so
         the slots stay in cache and main memory sees little more than src read and dst written.
         A large out-of-place ``dst`` is written with streaming stores (``stream_bytes``), so
@@ -426,7 +428,8 @@ def _numpy_op(ufunc: Any) -> Callable[[Any, Any, Any], None]:
 
 
 class _SharedSlots:
-    """Two slots of ``chunk_bytes`` per rank in one shared-memory window of the node."""
+    """Two slots of ``chunk_bytes`` per rank in one shared-memory window of the node, and each
+    rank's step flag (8 bytes on a cache line of its own, after its slots)."""
 
     def __init__(self, node: Any, comm: Any, chunk_bytes: int):
         from mpi4py import MPI
@@ -435,20 +438,33 @@ class _SharedSlots:
         self._node = node
         chunk_bytes = max(64, chunk_bytes // 64 * 64)
         self.chunk_bytes = chunk_bytes
-        self.win = MPI.Win.Allocate_shared(2 * chunk_bytes, 1, comm=node)
+        self.win = MPI.Win.Allocate_shared(2 * chunk_bytes + _FLAG_BYTES, 1, comm=node)
         self.win.Lock_all(MPI.MODE_NOCHECK)
         # ring neighbours are ranks of ``comm``; find their place in the node's window
         n = comm.Get_size()
-        left = (comm.Get_rank() - 1) % n
-        node_left = comm.Get_group().Translate_ranks([left], node.Get_group())[0]
-        self._mine = self._segment(node.Get_rank())
-        self._left = self._segment(node_left)
+        me = comm.Get_rank()
+        node_left, node_right = comm.Get_group().Translate_ranks(
+            [(me - 1) % n, (me + 1) % n], node.Get_group())
+        mine = self._segment(node.Get_rank())
+        self._mine = mine[:2 * chunk_bytes]
+        self._left = self._segment(node_left)[:2 * chunk_bytes]
         self._views: dict = {}
         self.slot = 0
+        # The step barrier: neighbour flags through the C kernels (kernels.step), else MPI's
+        # barrier over the node. Every rank loads the same build, so all use the same one.
+        self._step = kernels.step
+        self._steps = 0
+        self._flags = [self._flag(seg) for seg in (mine, self._segment(node_left),
+                                                   self._segment(node_right))]
+        self._flags[0][0] = 0
+        self._barrier()
 
     def _segment(self, node_rank: int) -> np.ndarray:
         buf, _ = self.win.Shared_query(node_rank)
-        return np.frombuffer(buf, dtype=np.uint8, count=2 * self.chunk_bytes)
+        return np.frombuffer(buf, dtype=np.uint8, count=2 * self.chunk_bytes + _FLAG_BYTES)
+
+    def _flag(self, segment: np.ndarray) -> np.ndarray:
+        return segment[2 * self.chunk_bytes:2 * self.chunk_bytes + 8].view(np.uint64)
 
     def views(self, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """([my slot 0, my slot 1], [left's slot 0, left's slot 1]) as ``dtype`` arrays."""
@@ -464,6 +480,15 @@ class _SharedSlots:
         return got
 
     def sync(self) -> None:
+        """Returns once both ring neighbours have written their slots of this step and read
+        those of the step before (all that the slots' reuse needs: see _ring_shm)."""
+        if self._step is None:
+            self._barrier()
+            return
+        self._steps += 1
+        self._step(*self._flags, self._steps)
+
+    def _barrier(self) -> None:
         # MPI's separate-memory-model rule for shared windows: sync, barrier, sync
         self.win.Sync()
         self._node.Barrier()
@@ -472,5 +497,10 @@ class _SharedSlots:
     def free(self) -> None:
         self._views.clear()
         self._mine = self._left = None
+        self._flags = []
         self.win.Unlock_all()
         self.win.Free()
+
+
+#: bytes after each rank's slots for its step flag: a cache line of its own
+_FLAG_BYTES = 64
