@@ -20,7 +20,16 @@ def _has_gpu() -> bool:
     return cuda_device_count() > 0
 
 
+def _has_torch_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 gpu = pytest.mark.skipif(not _has_gpu(), reason="needs CuPy and an NVIDIA GPU")
+torch_cuda = pytest.mark.skipif(not _has_torch_cuda(), reason="needs torch with CUDA and a GPU")
 
 
 # --- placement --------------------------------------------------------------------------------
@@ -489,3 +498,131 @@ def test_keras_fit_runs_on_the_device_namespace(on_fake_gpu, monkeypatch):
     assert on_gpu[0] == on_cpu[0]
     assert all(np.array_equal(a, b) for a, b in zip(on_gpu[1], on_cpu[1]))
     assert type(on_gpu[2]) is np.ndarray and np.array_equal(on_gpu[2], on_cpu[2])
+
+
+# --- on a GPU: torch CUDA, the core on CuPy --------------------------------------------------------
+
+@pytest.mark.gpu
+@gpu
+@torch_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_gradient_buckets_over_nccl_on_cuda_streams(dtype):
+    import copy
+
+    import torch
+
+    from ringtrain.comm.base import ReduceOp
+    from ringtrain.comm.local import LocalCommunicator
+    from ringtrain.comm.nccl import NcclCommunicator
+    from ringtrain.torch import _streams
+    from ringtrain.torch._engine import GradientEngine
+
+    comm = NcclCommunicator(LocalCommunicator(), 0)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(),
+                                    torch.nn.Linear(256, 10)).to("cuda", getattr(torch, dtype))
+        plain = copy.deepcopy(model)
+        engine = GradientEngine(list(model.named_parameters()), active=True, op=ReduceOp.SUM,
+                                bucket_bytes=4096, group=comm)
+        assert isinstance(engine.streams, _streams.CudaStreams) and engine.bucket_comm is comm
+        assert all(b.flat is None or b.flat.is_cuda for b in engine.buckets)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        engine.attach(optimizer)
+        reference = torch.optim.SGD(plain.parameters(), lr=0.01)
+        for _ in range(3):          # a world of one sums to itself: exactly plain torch
+            x = torch.randn(32, 64, device="cuda", dtype=getattr(torch, dtype))
+            for m, opt in ((model, optimizer), (plain, reference)):
+                opt.zero_grad()
+                m(x).float().pow(2).mean().backward()
+                opt.step()
+        for p, q in zip(model.parameters(), plain.parameters()):
+            assert p.is_cuda and torch.equal(p, q)
+    finally:
+        comm.shutdown()
+
+
+@pytest.mark.gpu
+@torch_cuda
+@pytest.mark.mpi
+def test_torch_on_cuda_two_workers_on_one_gpu_equal_one_process(ringrun):
+    # Two workers share GPU 0 (NCCL refuses that: the MPI path stages through pinned memory);
+    # float64, 5 steps, against one process with the whole batch, within 1e-6.
+    res = ringrun(2, "tests/mp/torch_equivalence.py", timeout=300,
+                  env={"RINGTRAIN_DEVICE": "cuda", "RINGTRAIN_BUCKET_BYTES": "200"}).check()
+    assert [ln for ln in res.stdout_of(0) if ln.startswith("OK")], res.describe()
+
+
+@pytest.mark.gpu
+@gpu
+def test_the_core_trains_on_cupy_like_on_the_cpu():
+    import cupy
+
+    import ringtrain as tf
+
+    on_cpu = _softmax_regression(tf, "/cpu:0")
+    cpu = _train(tf, tf.Session(graph=on_cpu[0]), on_cpu)
+    model = _softmax_regression(tf, "/gpu:0")
+    session = tf.Session(graph=model[0])
+    losses, final, _ = _train(tf, session, model, start=cpu[2])
+    assert session._rt.xp is cupy
+    assert all(isinstance(v, cupy.ndarray) for v in session._rt.store if v is not None)
+    assert all(type(v) is np.ndarray for v in final)
+    np.testing.assert_allclose(losses, cpu[0], rtol=1e-4)
+    for a, b in zip(final, cpu[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@gpu
+def test_keras_fit_on_cupy_like_on_the_cpu(monkeypatch):
+    import cupy
+
+    import ringtrain as tf
+    from ringtrain.core import placement
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+
+    def fit(start=None):
+        tf.keras.backend.clear_session()
+        model = tf.keras.Sequential([tf.keras.layers.Dense(32, activation="relu",
+                                                           input_shape=(8,)),
+                                     tf.keras.layers.Dense(2, activation="softmax")])
+        model.compile(tf.keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        if start is not None:
+            model.set_weights(start)
+        first = model.get_weights()
+        history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, shuffle=False)
+        return history.history, model.get_weights(), first
+
+    on_cpu = fit()
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cuda")
+    reached = []
+    real = placement.gpu_namespace
+    monkeypatch.setattr(placement, "gpu_namespace", lambda i: reached.append(real(i)) or real(i))
+    on_gpu = fit(start=on_cpu[2])
+    assert reached and all(xp is cupy for xp in reached)
+    np.testing.assert_allclose(on_gpu[0]["loss"], on_cpu[0]["loss"], rtol=1e-4)
+    assert on_gpu[0]["loss"][-1] < on_gpu[0]["loss"][0]
+    for a, b in zip(on_gpu[1], on_cpu[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_py_func_gets_numpy_arrays_on_a_device(on_fake_gpu):
+    import ringtrain as tf
+
+    seen = []
+    graph = tf.Graph()
+    with graph.as_default(), tf.device("/gpu:0"):
+        x = tf.placeholder(tf.float32, [3])
+        doubled = tf.py_func(lambda a: seen.append(type(a)) or 2 * a, [x * 1.0], tf.float32)
+        y = doubled + 1.0
+    session = tf.Session(graph=graph)
+    assert np.array_equal(session.run(y, {x: np.arange(3, dtype=np.float32)}), [1, 3, 5])
+    before = on_fake_gpu.to_device      # the plan's constants are on the device now
+    assert np.array_equal(session.run(y, {x: np.ones(3, dtype=np.float32)}), [3, 3, 3])
+    assert seen == [np.ndarray] * 2 and session._rt.xp is on_fake_gpu  # NumPy in, as TF's
+    assert on_fake_gpu.to_device - before == 2          # the feed, and the function's result

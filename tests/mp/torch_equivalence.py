@@ -2,7 +2,8 @@
 N*B (float64, 5 steps), through ringtrain.torch and through MirroredStrategy.
 
 Every rank starts from a different random initialisation (the broadcast must fix that); the
-model has a parameter that never gets a gradient. Prints one "OK <case>" line per case on
+model has a parameter that never gets a gradient. Models and data live on the worker's device
+(its GPU on a machine with one, as init() chose it; tests/test_gpu.py runs this on CUDA). Prints one "OK <case>" line per case on
 rank 0; any failure raises (non-zero exit).
 """
 
@@ -13,10 +14,14 @@ from torch import nn
 
 import ringtrain
 import ringtrain.torch as hvd
+from ringtrain.world import process_group
 
 torch.set_default_dtype(torch.float64)
 hvd.init()
 RANK, SIZE = hvd.rank(), hvd.size()
+DEVICE = torch.device(process_group.device())
+if DEVICE.type == "cuda":
+    torch.cuda.set_device(DEVICE)
 B = 3
 STEPS = 5
 CHIEF_SEED = 1000
@@ -37,7 +42,9 @@ class Net(nn.Module):
 
 def make(seed):
     torch.manual_seed(seed)
-    return Net()
+    with torch.device("cpu"):       # the CPU generator's values on every device, then moved
+        net = Net()
+    return net.to(DEVICE)
 
 
 def optimizer_for(kind, params):
@@ -47,8 +54,8 @@ def optimizer_for(kind, params):
 
 
 torch.manual_seed(4321)
-X = torch.randn(STEPS, SIZE * B, 2, 6)
-Y = torch.randn(STEPS, SIZE * B, 3)
+X = torch.randn(STEPS, SIZE * B, 2, 6).to(DEVICE)
+Y = torch.randn(STEPS, SIZE * B, 3).to(DEVICE)
 
 
 def loss_of(model, x, y):

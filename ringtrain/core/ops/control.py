@@ -139,8 +139,13 @@ def _noop(rt, **_):
 def _py_func(rt, func, Tout, single, stateful=True):
     xp = rt.xp
     op = rt.op
+    # On a GPU (CuPy) the function gets NumPy arrays, as TF's py_func does, and its results go
+    # back to the device.
+    to_host = getattr(xp, "asnumpy", None)
 
     def run(*args):
+        if to_host is not None:
+            args = [to_host(a) if isinstance(a, xp.ndarray) else a for a in args]
         out = func(*args)  # exceptions propagate unchanged (e.g. OutOfRangeError)
         if single or not isinstance(out, (list, tuple)):
             out = (out,)
