@@ -53,3 +53,24 @@ def test_equivalence_with_one_process(ringrun, n):
     res = ringrun(n, "tests/mp/torch_equivalence.py", timeout=100,
                   env={"RINGTRAIN_BUCKET_BYTES": "200", "RINGTRAIN_OVERLAP": "1"}).check()
     assert res.stdout_of(0) == [f"OK {case}" for case in EQUIVALENCE_CASES], res.describe()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_join_uneven_data(ringrun, n):
+    # Rank r runs r + 1 steps, then joins: the joined ranks' zeros are in every average (Sum,
+    # Average of floats and integers, fused lists, DistributedOptimizer), other collectives
+    # raise on the callers, and join() returns the last rank to join.
+    res = ringrun(n, "tests/mp/torch_join.py", timeout=100).check()
+    assert res.stdout_of(0) == [f"OK {name}" for name in ("allreduce", "refused", "optimizer")] \
+        + ["DONE 3"], res.describe()
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_join_while_a_rank_ends_without_joining(ringrun, n):
+    # Rank 0 joins; the others end their programs: rank 0's join() raises naming them (no hang).
+    res = ringrun(n, "tests/mp/torch_join.py", "abandon", timeout=100)
+    others = "rank 1" if n == 2 else "ranks 1, 2"
+    raised = (f"RAISED join: rank 0 waited for the other ranks to join, but {others} ended "
+              f"without calling join()")
+    assert res.stdout_of(0) == [raised], res.describe()
+    assert res.returncode != 0, res.describe()

@@ -90,5 +90,11 @@ class Communicator:
         """Every rank's picklable object, as a list in rank order."""
         raise NotImplementedError
 
+    def join(self) -> int:
+        """This rank has no more data (Horovod's join); returns the rank that joined last.
+        Backends without contract descriptors cannot stand in for the others' calls: they
+        only wait until every rank has joined."""
+        return len(self.allgather_object(0)) - 1
+
     def shutdown(self) -> None:
         """Finish queued work and release the engine's resources."""

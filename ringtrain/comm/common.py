@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import env
-from ..errors import RingtrainError
+from ..errors import CollectiveMismatch, RingtrainError
 from . import contract as C
 from .base import Communicator, Handle, ReduceOp
 from .buffers import ResultBuffers
@@ -335,6 +335,53 @@ class CommunicatorBase(Communicator):
             return self._allgather_obj(obj)
 
         return self._launch(job, False, ())
+
+    def join(self) -> int:
+        """Horovod's join: this rank has no more data. Until every rank has joined it stands in
+        for the others' allreduces (Sum or Average) with zeros, so an average still divides by
+        world_size; any other collective raises CollectiveMismatch on the ranks that called it
+        (the joined ranks skip it). Returns the rank that joined last (on a tie, the highest).
+
+        Without contract checks there are no descriptors to read the others' calls from, and
+        join() only waits for every rank to call it."""
+        if self.world_size == 1:
+            self.synchronize()
+            return 0
+        if not self.check:
+            return super().join()
+        served = [0]
+
+        def job():
+            # one watched step per collective served: it waits in the descriptor exchange
+            raw = self._exchange(C.descriptor("join", count=served[0]))
+            rows = C.unpack(raw, self.world_size)
+            joined = [i for i, r in enumerate(rows) if r[C.F_KIND] == C.JOIN]
+            if len(joined) == self.world_size:
+                return max(range(self.world_size), key=lambda i: (-rows[i][C.F_COUNT], i))
+            calls = [r for r in rows if r[C.F_KIND] != C.JOIN]
+            departed = tuple(i for i, r in enumerate(rows)
+                             if r[C.F_KIND] == C.KIND_CODE["shutdown"])
+            if departed:
+                error = CollectiveMismatch(
+                    f"join: rank {self.rank} waited for the other ranks to join, but "
+                    f"{'rank' if len(departed) == 1 else 'ranks'} "
+                    f"{', '.join(map(str, departed))} ended without calling join()")
+                error.departed = departed
+                raise error
+            if (C.join_refusal(calls[0], joined) or C.describe_mismatch(calls, False)
+                    or any(r[C.F_FLAGS] & C.FLAG_INVALID for r in calls)):
+                return None     # the others raise CollectiveMismatch; no data moves
+            shape, dtype, op, alg = C.joined_stand_in(calls[0])
+            zeros = _flat(np.zeros(shape, dtype))
+            if zeros.size:
+                self._allreduce(zeros, zeros, op, alg)      # in place, as src is dst
+            served[0] += 1
+            return None
+
+        while True:
+            last = self._launch(job, False, ())
+            if last is not None:
+                return last
 
     def synchronize(self) -> None:
         """Wait until every collective submitted so far on this rank has finished."""

@@ -24,7 +24,7 @@ from .ring import chunk_bounds
 
 # --- collective kinds, ops, algorithms: stable small codes for the descriptor --------------------
 KINDS = ("none", "allreduce", "broadcast", "allgather", "reduce_scatter", "alltoall", "barrier",
-         "broadcast_object", "allgather_object", "shutdown")
+         "broadcast_object", "allgather_object", "shutdown", "join")
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
 OPS = (None, ReduceOp.SUM, ReduceOp.AVG, ReduceOp.MIN, ReduceOp.MAX)
 OP_CODE = {op: i for i, op in enumerate(OPS)}
@@ -52,6 +52,7 @@ FLAG_INVALID = 1        # this rank's arguments were invalid: every rank must sk
 # descriptor field indices
 F_KIND, F_OP, F_DTYPE, F_ROOT, F_ALG, F_NDIM, F_DIM0 = range(7)
 F_SHAPE_HASH, F_FLAGS, F_COUNT = 13, 14, 15
+JOIN = KIND_CODE["join"]
 
 
 # --- argument checks (the caller's thread; errors name the argument and the fix) -----------------
@@ -212,12 +213,57 @@ def verify(raw: bytes | memoryview, mine: bytes, world_size: int, first_dim_free
         if same and mine[F_FLAGS * 8] & FLAG_INVALID == 0:
             return
     rows = unpack(raw, world_size)
+    joined = [i for i, r in enumerate(rows) if r[F_KIND] == JOIN]
+    if joined:
+        mine_row = _PACK.unpack(mine)
+        refusal = join_refusal(mine_row, joined)
+        if refusal:
+            error = CollectiveMismatch(refusal)
+            error.departed = ()
+            raise error
+        # the joined ranks stand in for this call: compare the other ranks' descriptors
+        rows = [mine_row if r[F_KIND] == JOIN else r for r in rows]
     problem = describe_mismatch(rows, first_dim_free)
     if problem:
         error = CollectiveMismatch(problem)
         # Ranks whose program ended (their shutdown met this collective): the cause.
         error.departed = tuple(i for i, r in enumerate(rows) if r[F_KIND] == KIND_CODE["shutdown"])
         raise error
+
+
+# --- join: ranks without data stand in for the others' allreduces ---------------------------------
+
+_JOIN_OPS = (OP_CODE[ReduceOp.SUM], OP_CODE[ReduceOp.AVG])
+
+
+def join_refusal(row: tuple[int, ...], joined: list[int]) -> str:
+    """Why a collective described by ``row`` cannot run while ``joined`` ranks wait in join()
+    ('' if it can). Joined ranks contribute zeros, which only a sum or an average of an array
+    whose full shape travels in the descriptor can use. Every rank decides from the same
+    descriptors, so the joined ranks skip exactly the calls the others refuse."""
+    kind = KINDS[row[F_KIND]] if 0 <= row[F_KIND] < len(KINDS) else "?"
+    who = f"{_ranks(joined)} called join()"
+    if kind == "shutdown":
+        return (f"collective mismatch: {who}, waiting for every rank to join; a rank shut "
+                f"down (or its program ended) without calling join()")
+    if kind != "allreduce":
+        return (f"{kind}: {who}; while a rank has joined only allreduce can run (the joined "
+                f"ranks contribute zeros). Call {kind} before any rank joins")
+    if row[F_OP] not in _JOIN_OPS:
+        return (f"allreduce: {who}; joined ranks contribute zeros, so only op Sum or Average "
+                f"can run while a rank has joined")
+    if row[F_NDIM] > _MAX_DIMS and not row[F_COUNT]:
+        return (f"allreduce: {who}; joined ranks can stand in for arrays of at most {_MAX_DIMS} "
+                f"dimensions; reshape the tensor")
+    return ""
+
+
+def joined_stand_in(row: tuple[int, ...]) -> tuple[tuple[int, ...], np.dtype, ReduceOp, str]:
+    """(shape, dtype, op, algorithm) of the allreduce ``row`` describes, for a joined rank's
+    zeros (a fused bucket travels as one flat array: its first dimension is the total)."""
+    dims = tuple(row[F_DIM0:F_DIM0 + row[F_NDIM]])
+    algorithm = {code: name for name, code in ALGORITHM_CODE.items()}[row[F_ALG]]
+    return dims, np.dtype(_DTYPE_NAMES[row[F_DTYPE]]), OPS[row[F_OP]], algorithm
 
 
 def _ranks(ranks: list[int]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -885,16 +884,12 @@ def barrier(process_set: Any = None) -> None:
 
 
 def join(device: int = -1) -> int:
-    """Every worker calls join() once it has no more data; returns the rank that joined last.
-
-    ringtrain runs collectives in lock-step without a coordinator, so a worker that joined
-    cannot stand in for the allreduces of the others: give every worker the same number of
-    steps (``strategy.distribute_dataloader`` or ``torch.utils.data.DistributedSampler`` do)
-    and call join() at the same point on all of them. ``device`` is accepted for Horovod
-    compatibility.
-    """
-    arrivals = comm().allgather_object(time.time())
-    return max(range(len(arrivals)), key=lambda r: (arrivals[r], r))
+    """This worker has no more data: until every worker has called join() it stands in for the
+    others' allreduces (Sum or Average, DistributedOptimizer's gradients included) with zeros,
+    so averages still divide by size(), as in Horovod; any other collective called meanwhile
+    raises on the workers that called it. Returns the rank that joined last. ``device`` is
+    accepted for Horovod compatibility."""
+    return comm().join()
 
 
 @takes_process_set
