@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import sys
 import time
@@ -120,6 +121,13 @@ class MPICommunicator(CommunicatorBase):
         self._shm: _SharedSlots | None = None
         if 1 < self.world_size == self._node.Get_size() and self._node_is_one_job():
             self._shm = _SharedSlots(self._node, self._comm, self.shm_chunk_bytes)
+        # the shared-memory ring's schedule: the chunk sent first, the chunks received at each
+        # reduce-scatter step and at each all-gather step (the same every call)
+        owned = ring.allreduce_owned(self.rank, self.world_size)
+        rs = ring.reduce_scatter_steps(self.rank, self.world_size, owned)
+        self._shm_schedule = (rs[0][0], [recv for _, recv in rs],
+                              [recv for _, recv in ring.allgather_steps(self.rank,
+                                                                         self.world_size, owned)])
         # Names the ranks a stalled collective waits for; ends a job whose rank froze.
         self._watchdog = watchdog.start(self._comm)
 
@@ -288,34 +296,35 @@ class MPICommunicator(CommunicatorBase):
         mine, theirs = shm.views(src.dtype)
         per_chunk = max(1, min(mine[0].size, self.shm_chunk_bytes // src.itemsize))
         divisor = n if op is ReduceOp.AVG else 1
-        owned = ring.allreduce_owned(self.rank, n)
-        rs = ring.reduce_scatter_steps(self.rank, n, owned)
-        ag = ring.allgather_steps(self.rank, n, owned)
+        first, rs, ag = self._shm_schedule
         total = dst.size
         reduce3 = kernels.reduce3
-        copy = kernels.copy
         stream = src is not dst and dst.nbytes >= self.stream_bytes
+        copy = functools.partial(kernels.copy, stream=True) if stream else np.copyto
         sync = shm.sync
         slot = shm.slot
-        for start in range(0, total, n * per_chunk):
-            bounds = ring.chunk_bounds(min(n * per_chunk, total - start), n)
-            a, b = bounds[rs[0][0]]
+        block = n * per_chunk
+        full = ring.chunk_bounds(block, n)
+        for start in range(0, total, block):
+            bounds = full if total - start >= block else ring.chunk_bounds(total - start, n)
+            a, b = bounds[first]
             mine[slot][:b - a] = src[start + a:start + b]          # send our raw chunk
             sync()
-            for s, (_, recv) in enumerate(rs):
+            for s, recv in enumerate(rs):
                 a, b = bounds[recv]
                 left = theirs[slot][:b - a]
                 slot ^= 1
+                out = mine[slot][:b - a]
                 if s < n - 2:       # a partial sum: only the right neighbour needs it
-                    reduce3(mine[slot][:b - a], src[start + a:start + b], left, op)
+                    reduce3(out, src[start + a:start + b], left, op)
                 else:               # the owned chunk is complete: pass it on and keep it
-                    reduce3(mine[slot][:b - a], src[start + a:start + b], left, op, divisor)
-                    copy(dst[start + a:start + b], mine[slot][:b - a], stream)
+                    reduce3(out, src[start + a:start + b], left, op, divisor)
+                    copy(dst[start + a:start + b], out)
                 sync()
-            for s, (_, recv) in enumerate(ag):
+            for s, recv in enumerate(ag):
                 a, b = bounds[recv]
                 left = theirs[slot][:b - a]
-                copy(dst[start + a:start + b], left, stream)
+                copy(dst[start + a:start + b], left)
                 slot ^= 1
                 if s < n - 2:
                     mine[slot][:b - a] = left
