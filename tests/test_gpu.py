@@ -413,12 +413,13 @@ def test_a_session_placed_on_a_gpu_runs_its_kernels_on_the_device_namespace(on_f
     import ringtrain as tf
 
     on_cpu = _softmax_regression(tf, "/cpu:0")
-    cpu = _train(tf, tf.Session(graph=on_cpu[0]), on_cpu)
+    cpu_session = tf.Session(graph=on_cpu[0])
+    cpu = _train(tf, cpu_session, on_cpu)
     assert on_fake_gpu.asked == []              # a CPU graph never asks for a GPU
 
     model = _softmax_regression(tf, "/gpu:0")
     session = tf.Session(graph=model[0])
-    losses, final, _ = _train(tf, session, model, start=cpu[2])
+    losses, final, first = _train(tf, session, model)
     assert session._rt.xp is on_fake_gpu and on_fake_gpu.asked == [0]
     # feeds went to the device (two per training run), fetches came back as NumPy
     assert on_fake_gpu.to_device >= 8 and on_fake_gpu.to_host >= 5
@@ -428,10 +429,19 @@ def test_a_session_placed_on_a_gpu_runs_its_kernels_on_the_device_namespace(on_f
     # loaded ones too
     live = [v for v in session._rt.store if v is not None]
     assert len(live) >= 6 and all(type(v) is DeviceArray for v in live)
-    # from the same start, the same arithmetic as on the CPU, bit for bit (the stand-in is
-    # NumPy underneath)
+    # the CPU's random numbers (drawn on the host, copied to the device) and the same
+    # arithmetic, bit for bit (the stand-in is NumPy underneath)
+    assert all(np.array_equal(a, b) for a, b in zip(first, cpu[2]))
+    streams = session._checkpoint_worker_state()    # the random streams checkpoint as on a CPU
+    assert streams and streams == cpu_session._checkpoint_worker_state()
     assert losses == cpu[0] and all(np.array_equal(a, b) for a, b in zip(final, cpu[1]))
     assert [d.device_type for d in session.list_devices()] == ["CPU", "GPU"]
+    # values loaded into variables go to the device too
+    again = _softmax_regression(tf, "/gpu:0")
+    loaded = tf.Session(graph=again[0])
+    assert all(np.array_equal(a, b) for a, b in zip(_train(tf, loaded, again, start=final,
+                                                           steps=0)[2], final))
+    assert all(type(v) is DeviceArray for v in loaded._rt.store if v is not None)
 
 
 def test_ringtrain_device_places_an_unplaced_graph_and_visible_device_list_picks_the_gpu(

@@ -102,10 +102,30 @@ class _Runtime:
                 gen = np.random.default_rng()
             else:
                 gen = np.random.default_rng([seed or 0, seed2 or 0])
-            if self.xp is not np:
-                gen = self.xp.random.default_rng(int(gen.integers(2**63)))
-            self._rngs[key] = gen
+            self._rngs[key] = gen = self.on_device(gen)
         return gen
+
+    def on_device(self, gen: np.random.Generator) -> Any:
+        """``gen`` as the kernels use it: itself on the CPU; on a GPU, its draws copied to the
+        device, so a GPU Session draws the CPU's numbers and checkpoints the same streams
+        (drawing on the host costs time for large random tensors such as dropout masks)."""
+        return gen if self.xp is np else _HostDrawn(gen, self.xp)
+
+
+class _HostDrawn:
+    """A NumPy generator whose draws land on the device (``xp``)."""
+
+    def __init__(self, gen: np.random.Generator, xp: Any):
+        self.bit_generator = gen.bit_generator      # what checkpoints save and restore
+        self._gen, self._xp = gen, xp
+
+    def __getattr__(self, name: str) -> Any:
+        method, xp = getattr(self._gen, name), self._xp
+
+        def draw(*args: Any, **kwargs: Any) -> Any:
+            args = tuple(xp.asnumpy(a) if isinstance(a, xp.ndarray) else a for a in args)
+            return xp.asarray(method(*args, **kwargs))
+        return draw
 
 
 # The bit generators a checkpoint may name for a random op's stream.
@@ -500,7 +520,7 @@ class Session:
                                  f"{op_name!r}")
             gen = np.random.Generator(bit_generator())
             gen.bit_generator.state = value["state"]
-            self._rt._rngs[op._id] = gen
+            self._rt._rngs[op._id] = self._rt.on_device(gen)
 
 
 class _DeviceAttributes:
