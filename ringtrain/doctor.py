@@ -1,14 +1,18 @@
 """``ringrun --doctor``: a pre-flight check of a job's workers, run as the job's program.
 
-Every worker reports its host, the versions of Python, ringtrain, NumPy, torch, mpi4py and the
-MPI library, and whether shared memory works; rank 0 prints one report: where MPI started, the
-versions (any skew named with its ranks), shared memory, the bandwidth of every link of the
-ring (each rank sends to the next at once, as the ring all-reduce does; the slowest link named)
-and one all-reduce's bus bandwidth. Exit code 0 when nothing is wrong, else 1.
+Every worker reports its host (its cluster task in a ``RINGTRAIN_CONFIG`` job, which ringrun
+passes as ``--machine``), the versions of Python, ringtrain, NumPy, torch, mpi4py and the MPI
+library, and whether shared memory works; rank 0 prints one report: where MPI started, the
+versions (any skew named with its ranks and machines), shared memory, the chief's rendezvous
+(``--rendezvous``, in a cluster), the bandwidth of every link of the ring (each rank sends to
+the next at once, as the ring all-reduce does; the slowest link named) and one all-reduce's bus
+bandwidth. Exit code 0 when nothing is wrong, else 1. What keeps workers from starting at all
+(a host MPI cannot reach, the chief's port taken) is checked by ringrun (``ringrun.doctor``).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import mmap
 import os
@@ -38,12 +42,13 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def local_facts() -> dict[str, str]:
+def local_facts(machine: str | None = None) -> dict[str, str]:
     from mpi4py import MPI
 
     from . import __version__
 
-    return {"host": socket.gethostname(), "Python": platform.python_version(),
+    host = socket.gethostname()
+    return {"host": host, "machine": machine or host, "Python": platform.python_version(),
             "ringtrain": __version__, "NumPy": np.__version__, "torch": _version("torch"),
             "mpi4py": _version("mpi4py"),
             "MPI": " ".join(MPI.Get_library_version().split("\n")[0].split()),
@@ -80,7 +85,9 @@ def ranges(ranks: Sequence[int]) -> str:
 
 
 def skew(facts: Sequence[dict[str, str]]) -> list[str]:
-    """One line per version that differs between workers, naming who has which."""
+    """One line per version that differs between workers, naming who has which (and on which
+    machines, when the workers are on more than one)."""
+    machines = {f.get("machine") for f in facts}
     lines = []
     for key in VERSIONED:
         by_value: dict[str, list[int]] = {}
@@ -88,7 +95,10 @@ def skew(facts: Sequence[dict[str, str]]) -> list[str]:
             by_value.setdefault(f[key], []).append(rank)
         if len(by_value) > 1:
             lines.append(f"{key} differs: " + "; ".join(
-                f"{value} on {ranges(ranks)}" for value, ranks in by_value.items()))
+                f"{value} on {ranges(ranks)}" + (
+                    f" ({', '.join(dict.fromkeys(facts[r]['machine'] for r in ranks))})"
+                    if len(machines) > 1 else "")
+                for value, ranks in by_value.items()))
     return lines
 
 
@@ -110,10 +120,14 @@ def _link_seconds(comm) -> float:
     return best
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ringtrain.doctor")
+    parser.add_argument("--machine", help="this machine's cluster task (given by ringrun)")
+    parser.add_argument("--rendezvous", help="the chief's rendezvous (given by ringrun)")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     comm = process_group.init()
-    facts = comm.allgather_object(local_facts())
+    facts = comm.allgather_object(local_facts(args.machine))
     n = comm.world_size
     links = comm.allgather_object(_link_seconds(comm)) if n > 1 else []
     busbw = None
@@ -131,13 +145,22 @@ def main() -> int:
         return 0
     problems = skew(facts)
     hosts: dict[str, list[int]] = {}
+    machines: dict[str, list[int]] = {}
     for rank, f in enumerate(facts):
         hosts.setdefault(f["host"], []).append(rank)
+        machines.setdefault(f["machine"], []).append(rank)
     say = [(f"ringrun doctor: {n} worker(s) on {len(hosts)} host(s), checked in "
-           f"{time.perf_counter() - started:.1f} s"),
-           "  MPI started on every host: " + "; ".join(
-               f"{host} ({ranges(ranks)})" for host, ranks in hosts.items()),
-           f"  {facts[0]['MPI']}"]
+            f"{time.perf_counter() - started:.1f} s")]
+    if args.rendezvous:      # a cluster: one ringrun per machine, each named by its task
+        say.append("  MPI started on every machine: " + "; ".join(
+            f"{machine} on {facts[ranks[0]]['host']} ({ranges(ranks)})"
+            for machine, ranks in machines.items()))
+        say.append(f"  rendezvous: the chief, {args.rendezvous}, was reached by all "
+                   f"{len(machines)} machines")
+    else:
+        say.append("  MPI started on every host: " + "; ".join(
+            f"{host} ({ranges(ranks)})" for host, ranks in hosts.items()))
+    say.append(f"  {facts[0]['MPI']}")
     if problems:
         say += [f"  version skew: {line}" for line in problems]
     else:
@@ -154,8 +177,9 @@ def main() -> int:
         say.append(f"  ring links ({LINK_BYTES >> 20} MiB each way at once, best of "
                    f"{LINK_REPEATS}): " + ", ".join(
                        f"{(r - 1) % n}->{r} {rate:.2f} GB/s" for r, rate in enumerate(rates)))
-        say.append(f"  slowest link: {(slowest - 1) % n}->{slowest} ({facts[(slowest - 1) % n]['host']}"
-                   f" -> {facts[slowest]['host']}) at {rates[slowest]:.2f} GB/s, "
+        say.append(f"  slowest link: {(slowest - 1) % n}->{slowest} "
+                   f"({facts[(slowest - 1) % n]['machine']} -> {facts[slowest]['machine']}) at "
+                   f"{rates[slowest]:.2f} GB/s, "
                    f"{rates[slowest] / float(np.median(rates)):.2f}x the median")
         say.append(f"  all-reduce of {ALLREDUCE_BYTES >> 20} MiB (best of {LINK_REPEATS}): bus "
                    f"bandwidth "

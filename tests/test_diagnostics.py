@@ -4,9 +4,18 @@ processes under ringrun."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from test_failures import _stamp, _stamped_ringrun
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "mp"))
+from cluster_harness import REPO, Machine, cleanup, free_ports, wait_all
 
 
 @pytest.mark.parametrize("compute", ["python", "c"])
@@ -135,3 +144,89 @@ def test_doctor_takes_no_program(ringrun):
     res = ringrun(2, "train.py", options=["--doctor"], timeout=30)
     assert res.returncode == 2
     assert "--doctor runs its own check: give no program" in res.stderr
+
+
+def test_doctor_with_hosts_starts_mpi_on_each_host_first_and_names_the_one_that_fails(
+        ringrun, tmp_path):
+    res = ringrun(None, "--doctor", options=["-H", "localhost:2"], timeout=60)
+    res.check()
+    out = res.stdout_of(0)
+    assert out[0].startswith("ringrun doctor: 2 worker(s) on 1 host(s)"), res.describe()
+    assert out[1] == f"  MPI started on every host: {socket.gethostname()} (ranks 0-1)"
+    assert out[-1] == "ringrun doctor: OK", res.describe()
+    # A host MPI cannot reach: named with the fix, before any worker starts.
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("localhost slots=1\nnosuch.invalid slots=1\n")
+    res = ringrun(None, "--doctor", options=["--hostfile", str(hostfile)], timeout=60)
+    assert res.returncode == 1, res.describe()
+    problems = [line for line in res.stderr.splitlines() if line.startswith("ringrun doctor:")]
+    assert len(problems) == 1, res.describe()
+    assert problems[0].startswith("ringrun doctor: MPI did not start on nosuch.invalid: ")
+    assert "'ssh -o BatchMode=yes HOST true' works without a password" in problems[0]
+    assert not res.stdout, res.describe()
+
+
+@pytest.fixture
+def machines():
+    yield
+    cleanup()
+
+
+def _doctor_machines(sizes, ports, cwds=None):
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    return [Machine.ringrun(k, "--doctor", cluster, ("worker", i), cwd=(cwds or {}).get(i, REPO))
+            for i, k in enumerate(sizes)]
+
+
+def test_doctor_in_a_cluster_names_each_machine_and_the_rendezvous(machines):
+    chief, other = _doctor_machines([2, 1], free_ports(2))
+    assert wait_all([chief, other]) == [0, 0], chief.text + "\n---\n" + other.text
+    out = [line for line in chief.lines if line.startswith(("[0] ringrun", "[0]   "))]
+    host = socket.gethostname()
+    assert out[0].startswith("[0] ringrun doctor: 3 worker(s) on 1 host(s), checked in")
+    assert out[1] == (f"[0]   MPI started on every machine: worker:0 on {host} (ranks 0-1); "
+                      f"worker:1 on {host} (rank 2)"), chief.text
+    assert out[2].startswith("[0]   rendezvous: the chief, worker:0 at 127.0.0.1:"), chief.text
+    assert out[2].endswith(", was reached by all 2 machines"), chief.text
+    assert out[4].startswith("[0]   versions agree on every worker: "), chief.text
+    assert out[-1] == "[0] ringrun doctor: OK", chief.text
+
+
+def test_doctor_in_a_cluster_names_version_skew_by_machine(machines, tmp_path):
+    # Machine worker:1 runs a copy of ringtrain that says it is 0.0.9.
+    shutil.copytree(REPO / "ringtrain", tmp_path / "ringtrain",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    init = tmp_path / "ringtrain" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    chief = Machine.ringrun(1, "--doctor", cluster, ("worker", 0))
+    other = Machine.ringrun(1, "--doctor", cluster, ("worker", 1), cwd=tmp_path,
+                            env={"PYTHONPATH": f"{tmp_path}:{REPO / 'launcher'}"})
+    assert wait_all([chief, other]) == [1, 0], chief.text + "\n---\n" + other.text
+    expected = ("ringtrain differs: 0.1.0 on rank 0 (worker:0); 0.0.9 on rank 1 (worker:1)")
+    assert f"[0]   version skew: {expected}" in chief.lines, chief.text
+    assert f"[0] ringrun doctor: 1 problem(s): {expected}" in chief.lines, chief.text
+
+
+def test_doctor_names_a_taken_rendezvous_port_and_a_chief_it_cannot_reach(machines):
+    ports = free_ports(2)
+    with socket.create_server(("127.0.0.1", ports[0])):
+        (chief,) = _doctor_machines([1], ports)
+        assert chief.wait(30) == 1, chief.text
+    assert (f"ringrun: this machine is worker:0, the chief, but cannot listen on port "
+            f"{ports[0]} of RINGTRAIN_CONFIG's 127.0.0.1:{ports[0]}: ") in chief.text
+    assert f"(held by pid {os.getpid()} (" in chief.text, chief.text
+    assert chief.text.endswith("; stop what holds it, or give worker:0 a free port in "
+                               "RINGTRAIN_CONFIG on every machine"), chief.text
+    # Nobody listens at the chief's address: worker:1 gives up after the doctor's 8 s.
+    other = Machine.ringrun(1, "--doctor", {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                            ("worker", 1))
+    start = time.monotonic()
+    assert other.wait(30) == 1, other.text
+    assert time.monotonic() - start < 15, other.text
+    assert (f"ringrun: worker:1 could not join the cluster: could not reach the chief at "
+            f"127.0.0.1:{ports[0]} within 8 s (RINGTRAIN_JOIN_TIMEOUT): ") in other.text
+    assert other.text.endswith(f"; start ringrun on worker:0's machine too, and check that "
+                               f"RINGTRAIN_CONFIG gives its address and that port {ports[0]} "
+                               f"there is open to this machine"), other.text

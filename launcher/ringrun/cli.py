@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import shlex
@@ -15,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from . import __version__
+from .doctor import DOCTOR_JOIN_TIMEOUT, probe_hosts
 from .plan import (
     ClusterSeat,
     Host,
@@ -320,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(env.describe())
         return 0
     environ = dict(os.environ)
+    if ns.doctor:
+        # Other machines that do not come are named after a short wait, not the job's 300 s.
+        environ.setdefault("RINGTRAIN_JOIN_TIMEOUT", f"{DOCTOR_JOIN_TIMEOUT:g}")
     python = sys.executable
     listener: socket.socket | None = None
     directory: str | None = None
@@ -341,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     local, max(128, 3 * options.np), token)
             else:
                 control = f"{'127.0.0.1' if local else socket.gethostname()}:0:{token}"
+        if ns.doctor:
+            options = dataclasses.replace(options,
+                                          command=options.command + doctor_context(seat))
         job = plan(options, environ, python=python, mpiexec=mpiexec, control=control,
                    cluster=seat)
     except PlanError as exc:
@@ -352,6 +360,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.dry_run:
         print(format_plan(job))
         return 0
+    if ns.doctor and options.hosts and mpiexec is not None:
+        problems = probe_hosts(mpiexec, python, options.hosts, environ)
+        for line in problems:
+            print(f"ringrun doctor: {line}", file=sys.stderr, flush=True)
+        if problems:
+            _close_listener(listener, directory)
+            return 1
     session = seat.session if seat is not None else None
     if session is not None and ns.max_restarts:
         print("ringrun: --max-restarts restarts single-machine jobs only so far; for a "
@@ -366,6 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_listener(listener, directory)
     _merge_job_timeline(environ)
     return session.finish(code) if session is not None else code
+
+
+def doctor_context(seat: ClusterSeat | None) -> tuple[str, ...]:
+    """What only the launcher knows, for ``ringtrain.doctor``'s report: in a cluster, this
+    machine's task and where the chief's rendezvous listens (every machine reached it)."""
+    if seat is None or seat.session is None:
+        return ()
+    config = seat.session.config
+    return ("--machine", config.task.name,
+            "--rendezvous", f"{config.chief.name} at {config.chief.address}")
 
 
 def _merge_timeline(args: list[str]) -> int:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from . import env
 from .cluster_config import ClusterConfig, ClusterConfigError, from_environ, join_address
 from .cluster_rendezvous import RendezvousClient, RendezvousError, RendezvousServer
+from .doctor import port_holder
 from .plan import ClusterSeat
 
 #: ringrun's exit code when another machine of the cluster failed.
@@ -70,9 +71,13 @@ class ClusterSession:
                     log=lambda line: print(f"ringrun: rendezvous: {line}", file=sys.stderr,
                                            flush=True))
             except OSError as exc:
+                holder = port_holder(chief.port)
                 raise _fail(f"this machine is {config.task.name}, the chief, but cannot listen "
                             f"on port {chief.port} of {config.source}'s {chief.address}: "
-                            f"{exc.strerror or exc}", 1) from None
+                            f"{exc.strerror or exc}"
+                            f"{f' (held by {holder})' if holder else ''}; stop what holds it, "
+                            f"or give {config.task.name} a free port in {config.source} on "
+                            f"every machine", 1) from None
             host = "127.0.0.1"
         else:
             host = chief.host
@@ -83,7 +88,13 @@ class ClusterSession:
             self.reply = self.client.register()
         except RendezvousError as exc:
             self.close()
-            raise _fail(f"{config.task.name} could not join the cluster: {exc}", 1) from None
+            hint = ""
+            if str(exc).startswith("could not reach"):
+                hint = (f"; start ringrun on {chief.name}'s machine too, and check that "
+                        f"{config.source} gives its address and that port {chief.port} there "
+                        f"is open to this machine")
+            raise _fail(f"{config.task.name} could not join the cluster: {exc}{hint}",
+                        1) from None
         self.client.monitor(self._on_abort)
         index = config.machine_index
         assert index is not None

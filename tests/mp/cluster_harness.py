@@ -63,11 +63,12 @@ _RUNNING: list[Machine] = []
 class Machine:
     """One independently started command (normally ``ringrun -np K PROG``), output collected."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], name: str = "") -> None:
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], name: str = "",
+                 cwd: str | os.PathLike = REPO) -> None:
         self.name = name
         self.lines: list[str] = []
         self._cond = threading.Condition()
-        self.proc = subprocess.Popen(list(argv), env=dict(env), cwd=REPO,
+        self.proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.monotonic()
@@ -78,13 +79,15 @@ class Machine:
     @classmethod
     def ringrun(cls, np: int, prog: str | Path, cluster: Mapping[str, Sequence[str]] | None,
                 task: tuple[str, int] | None, env: Mapping[str, str | None] | None = None,
-                args: Sequence[str] = (), name: str = "") -> Machine:
+                args: Sequence[str] = (), name: str = "",
+                cwd: str | os.PathLike = REPO) -> Machine:
         extra: dict[str, str | None] = {"RINGTRAIN_SECRET": SECRET}
         if cluster is not None and task is not None:
             extra["RINGTRAIN_CONFIG"] = config(cluster, *task)
         extra.update(env or {})
         argv = [sys.executable, "-m", "ringrun", "-np", str(np), str(prog), *args]
-        return cls(argv, clean_env(extra), name or (f"{task[0]}:{task[1]}" if task else "job"))
+        return cls(argv, clean_env(extra), name or (f"{task[0]}:{task[1]}" if task else "job"),
+                   cwd=cwd)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
