@@ -27,8 +27,14 @@ class Handle:
 
     Keeps its input and output buffers referenced until the collective has finished.
     ``wait()`` blocks and returns the result (re-raising any error of the collective);
-    ``done()`` polls without blocking.
+    ``done()`` polls without blocking. ``started`` and ``finished`` are the ``time.time()`` at
+    which the collective began running (after every earlier submission) and ended, where the
+    backend records them (the communication thread of host communicators), else None: the
+    timeline's marks of a bucket's all-reduce.
     """
+
+    started: float | None = None
+    finished: float | None = None
 
     def wait(self) -> Any:
         raise NotImplementedError

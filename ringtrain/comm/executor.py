@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,15 +23,18 @@ from .base import Handle
 class FutureHandle(Handle):
     """Completed by the communication thread; ``wait()`` returns the result or re-raises."""
 
-    __slots__ = ("_error", "_event", "_refs", "_result")
+    __slots__ = ("_error", "_event", "_refs", "_result", "finished", "started")
 
     def __init__(self, refs: tuple = ()):
         self._event = threading.Event()
         self._result: Any = None
         self._error: BaseException | None = None
         self._refs = refs   # input/output buffers stay alive until the collective is done
+        self.started: float | None = None
+        self.finished: float | None = None
 
     def _finish(self, result: Any, error: BaseException | None) -> None:
+        self.finished = time.time()
         self._result, self._error = result, error
         self._refs = ()
         self._event.set()
@@ -123,6 +127,7 @@ class OrderedExecutor:
                     return          # closed and drained
                 job, handle = self._queue.popleft()
                 self._busy = True
+            handle.started = time.time()
             try:
                 result, error = job(), None
             except BaseException as exc:  # noqa: BLE001 -- re-raised by the handle's wait()

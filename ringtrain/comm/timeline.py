@@ -5,8 +5,10 @@ Each rank streams its spans to ``trace.json.rank<r>`` (complete events, ``"ph": 
 microseconds on the chief's clock: the straggler recorder's offset, measured at start-up). ``ringrun`` merges the ranks' files into
 ``trace.json`` when the job ends (``ringrun --merge-timeline OUT IN...`` does it by hand).
 Lanes (threads of the rank's process): the step, data waits, the optimizer step, the time
-blocked in the gradient all-reduce, and each bucket's all-reduce from queued to done (its
-bytes in ``args``).
+blocked in the gradient all-reduce, and each bucket's all-reduce with its three marks: a span
+from queued (its gradients ready) to started (the communication thread began it, after the
+buckets before it) on one lane, and from started to done on the next (its bytes, parameter
+count and the three marks, in microseconds on the trace's clock, in ``args``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import time
 from typing import Any
 
 FLUSH_EVERY = 4096
-LANES = ("step", "data", "optimizer", "comm", "allreduce")
+LANES = ("step", "data", "optimizer", "comm", "queued", "allreduce")
 LANE_NAMES = {"step": "training step", "data": "data wait", "optimizer": "optimizer step",
-              "comm": "blocked in all-reduce", "allreduce": "bucket all-reduce (queued-done)"}
+              "comm": "blocked in all-reduce", "queued": "bucket queued (queued-started)",
+              "allreduce": "bucket all-reduce (started-done)"}
 
 
 def rank_file(path: str, rank: int) -> str:
@@ -55,6 +58,16 @@ class Timeline:
         self.events.append(event)
         if len(self.events) >= FLUSH_EVERY:
             self.flush()
+
+    def bucket(self, name: str, queued: float, started: float | None, done: float,
+               args: dict[str, Any]) -> None:
+        """One bucket's all-reduce: queued (``time.time()``), started (None: not recorded by
+        the backend, taken as queued) and done; two spans, waiting and running."""
+        started = queued if started is None else max(queued, started)
+        marks = {f"{mark}_us": round((t + self.offset) * 1e6, 1)
+                 for mark, t in (("queued", queued), ("started", started), ("done", done))}
+        self.span("queued", name, queued, started - queued, {**args, **marks})
+        self.span("allreduce", name, started, max(0.0, done - started), {**args, **marks})
 
     def ended(self, lane: str, name: str, seconds: float,
               args: dict[str, Any] | None = None) -> None:

@@ -386,14 +386,14 @@ class MirroredExtended(StrategyExtended):
         if recorder is None:
             return self.reduce_gradient_arrays(arrays, summed)
         recorder.arrive()
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         out = self.reduce_gradient_arrays(arrays, summed)
         seconds = time.perf_counter() - started
         recorder.add("comm", seconds)
-        if recorder.timeline is not None:
-            recorder.timeline.ended("allreduce", "AllReduceGradients", seconds,
-                                    {"bytes": sum(np.asarray(a).nbytes for a in arrays),
-                                     "tensors": len(arrays)})
+        if recorder.timeline is not None:     # synchronous: queued when it starts
+            recorder.timeline.bucket("AllReduceGradients", wall, wall, wall + seconds,
+                                     {"bytes": sum(np.asarray(a).nbytes for a in arrays),
+                                      "tensors": len(arrays)})
         recorder.step_done()
         return out
 

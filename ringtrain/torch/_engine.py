@@ -479,10 +479,14 @@ class GradientEngine:
         array = bucket.array if wire is bucket.flat else _convert.as_array(wire)
         bucket.buffer, bucket.wire, bucket.ctx = buffer, wire, ctx
         if streams is None:
+            # With a timeline every bucket goes through the communication thread, whose
+            # handle marks when its all-reduce started and finished (a synchronous call has
+            # no handle).
+            timed = self.recorder is not None and self.recorder.timeline is not None
             bucket.handle = self.bucket_comm.allreduce(array, op=self.op,
                                                        algorithm=self.algorithm, out=array,
-                                                       async_op=not now)
-            if now:
+                                                       async_op=not now or timed)
+            if now and not timed:
                 bucket.handle = _FINISHED
             return
         if bucket.previous is not None:
@@ -521,9 +525,11 @@ class GradientEngine:
             for bucket in buckets:
                 bucket.handle.wait()
                 if timeline is not None and self.streams is None:   # on a GPU: enqueued only
-                    timeline.span("allreduce", f"bucket {bucket.index}", bucket.queued,
-                                  time.time() - bucket.queued,
-                                  {"bytes": bucket.wire.nbytes, "parameters": len(bucket.slots)})
+                    handle = bucket.handle
+                    timeline.bucket(f"bucket {bucket.index}", bucket.queued, handle.started,
+                                    handle.finished or time.time(),
+                                    {"bytes": bucket.wire.nbytes,
+                                     "parameters": len(bucket.slots)})
                 self._unpack(bucket)
             if self._no_grad:
                 flags = buckets[-1].flags.tolist()
