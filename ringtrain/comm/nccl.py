@@ -198,13 +198,15 @@ class NcclCommunicator(Communicator):
 
         def job() -> Any:
             self.host._verify(desc)
-            cuda.after(producer)
-            try:
-                with cuda.device:
+            # The communication thread's current device is GPU 0 unless set: events created
+            # for another GPU's streams must be made on that GPU.
+            with cuda.device:
+                cuda.after(producer)
+                try:
                     enqueue(cuda.stream.ptr)
-            except cuda.nccl.NcclError as exc:
-                self._abort(f"{what} failed in NCCL: {exc}")
-            return cuda.done_event()
+                except cuda.nccl.NcclError as exc:
+                    self._abort(f"{what} failed in NCCL: {exc}")
+                return cuda.done_event()
 
         job.__qualname__ = f"{type(self).__name__}.{what}.<locals>.job"   # the watchdog's name
         event = self.host._launch(job, False, ())   # watched like any host collective
