@@ -636,3 +636,52 @@ def test_py_func_gets_numpy_arrays_on_a_device(on_fake_gpu):
     assert np.array_equal(session.run(y, {x: np.ones(3, dtype=np.float32)}), [3, 3, 3])
     assert seen == [np.ndarray] * 2 and session._rt.xp is on_fake_gpu  # NumPy in, as TF's
     assert on_fake_gpu.to_device - before == 2          # the feed, and the function's result
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("script", ["strategy_graph_equiv.py", "strategy_keras_equiv.py"])
+def test_mirrored_strategy_on_the_device_namespace_matches_the_cpu(tmp_path, script):
+    """Two workers sharing one (stand-in) GPU, MirroredStrategy over the staged communicator:
+    the same initial and final weights and losses as the same job on the CPU, bit for bit."""
+    from conftest import run_ringrun
+
+    args = ["--optimizer", "sgd,adam", "--global-batch", "7"]
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "device").mkdir()
+    run_ringrun(2, f"tests/mp/{script}", str(tmp_path / "cpu"), *args, timeout=120,
+                env={"RINGTRAIN_DEVICE": "cpu"}).check()
+    res = run_ringrun(2, "tests/mp/on_fake_device.py", f"tests/mp/{script}",
+                      str(tmp_path / "device"), *args, timeout=120,
+                      env={"RINGTRAIN_DEVICE": "cuda"}).check()
+    for rank in range(2):
+        line = [ln for ln in res.stdout_of(rank) if ln.startswith("FAKE-DEVICE")]
+        assert line, res.describe()
+        fields = dict(f.split("=") for f in line[0].split()[1:])
+        assert int(fields["sessions"]) >= 1 and fields["gpus"] == "[0]"
+        assert int(fields["to_device"]) >= 5, line          # the batches went to the device
+    for optimizer in ("sgd", "adam"):
+        for rank in range(2):
+            name = f"{optimizer}_rank{rank}.npz"
+            with np.load(tmp_path / "cpu" / name) as cpu, \
+                    np.load(tmp_path / "device" / name) as dev:
+                assert cpu.files == dev.files and len(cpu.files) > 3
+                for key in cpu.files:
+                    np.testing.assert_array_equal(dev[key], cpu[key], err_msg=key)
+
+
+def test_device_communicators_hand_the_host_every_method_they_do_not_define():
+    from ringtrain.comm.base import Communicator
+    from ringtrain.comm.device import StagedCommunicator
+    from ringtrain.comm.local import LocalCommunicator
+    from ringtrain.comm.nccl import NcclCommunicator
+
+    declared = [n for n, v in vars(Communicator).items() if callable(v) and not n.startswith("_")]
+    assert {"broadcast_object", "allgather_object", "barrier", "join"} <= set(declared)
+    for cls in (StagedCommunicator, NcclCommunicator):
+        for name in declared:       # no NotImplementedError left from the base class
+            assert getattr(cls, name) is not getattr(Communicator, name), (cls, name)
+    staged = StagedCommunicator(LocalCommunicator())
+    assert staged.broadcast_object({"a": 1}) == {"a": 1}
+    assert staged.allgather_object(7) == [7] and staged.join() == 0
+    staged.barrier()
+    staged.shutdown()

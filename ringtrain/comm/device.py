@@ -210,7 +210,36 @@ class _StagedHandle(Handle):
         return self._done or self._inner.done()
 
 
-class StagedCommunicator(Communicator):
+class OverHost(Communicator):
+    """A communicator that adds device arrays to a host communicator (``self.host``) and hands
+    it everything else. The methods ``Communicator`` declares are forwarded by name:
+    ``__getattr__`` only sees names the class lacks, and the base class has them all."""
+
+    host: Communicator
+
+    def __getattr__(self, name: str) -> Any:
+        # everything without device arrays (synchronize, mpi_comm, check, _launch...)
+        if name == "host":      # not set yet (during __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.host, name)
+
+    def barrier(self) -> None:
+        self.host.barrier()
+
+    def broadcast_object(self, obj: Any, root: int = 0) -> Any:
+        return self.host.broadcast_object(obj, root)
+
+    def allgather_object(self, obj: Any) -> list:
+        return self.host.allgather_object(obj)
+
+    def join(self) -> int:
+        return self.host.join()
+
+    def shutdown(self) -> None:
+        self.host.shutdown()
+
+
+class StagedCommunicator(OverHost):
     """Collectives on device arrays for a host backend (MPI, local): each device input is copied
     into a reused pinned host buffer, the host communicator runs the collective there in place,
     and the result is copied back to the device. Host arrays go straight to the host backend.
@@ -229,10 +258,6 @@ class StagedCommunicator(Communicator):
 
     def __repr__(self) -> str:
         return f"<StagedCommunicator over {self.host!r}>"
-
-    def __getattr__(self, name: str) -> Any:
-        # everything without device arrays (barrier, objects, synchronize, mpi_comm, check...)
-        return getattr(self.host, name)
 
     def _stage(self, adapter: DeviceArrays, x: Any, reducing: bool) -> np.ndarray:
         buf = self.pool.take(adapter.shape(x), adapter.wire_dtype(x, reducing))
@@ -318,7 +343,4 @@ class StagedCommunicator(Communicator):
 
     def alltoall(self, x, splits: Sequence[int] | None = None, async_op: bool = False):
         return self._reshaped("alltoall", x, async_op, splits)
-
-    def shutdown(self) -> None:
-        self.host.shutdown()
 

@@ -29,8 +29,8 @@ from .. import env
 from ..errors import CommError
 from . import contract as C
 from . import ring
-from .base import Communicator, Handle, ReduceOp
-from .device import adapter_for
+from .base import Handle, ReduceOp
+from .device import OverHost, adapter_for
 
 # NCCL's enum values (nccl.h), used when the installed CuPy does not name one
 _NCCL_DTYPES = {"int8": 0, "uint8": 1, "int32": 2, "uint32": 3, "int64": 4, "uint64": 5,
@@ -147,7 +147,7 @@ class _NcclHandle(Handle):
         return self._result
 
 
-class NcclCommunicator(Communicator):
+class NcclCommunicator(OverHost):
     """GPU collectives over NCCL; host arrays and objects through ``host`` (MPI or local)."""
 
     backend = "nccl"
@@ -171,9 +171,6 @@ class NcclCommunicator(Communicator):
 
     def __repr__(self) -> str:
         return f"<NcclCommunicator rank {self.rank}/{self.world_size} GPU {self.device_id}>"
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.host, name)
 
     # --- errors ----------------------------------------------------------------------------
 
