@@ -51,6 +51,7 @@ def test_tf_config_with_plain_python_and_mpiexec():
     lines = ok_lines([chief, other])
     assert [line.split()[1] for line in lines] == ["rank=0", "rank=1", "rank=2"]
     assert all("size=3 layout=[(0, 'A'), (1, 'B'), (2, 'B')]" in line for line in lines)
+    assert all(line.endswith("netmod=ofi") for line in lines)   # join() picks it without ringrun
 
 
 def torch_vars(rank, size, port, **extra):
@@ -135,10 +136,7 @@ def test_machines_in_separate_network_namespaces(namespaces):
     for index, (name, np) in enumerate(zip(names, (1, 2))):
         env = clean_env({"RINGTRAIN_SECRET": SECRET, "RINGTRAIN_JOIN_TIMEOUT": "30",
                          "RINGTRAIN_CONFIG": config(cluster, "worker", index),
-                         "CLUSTER_TEST_MACHINE": name,
-                         # Separate machines talk TCP; on one host UCX would otherwise try
-                         # shared memory, which the namespaces' veth pair cannot stand in for.
-                         "UCX_TLS": "tcp,self"})
+                         "CLUSTER_TEST_MACHINE": name})
         machines.append(Machine(["ip", "netns", "exec", name, sys.executable, "-m", "ringrun",
                                  "-np", str(np), ALLREDUCE], env, name))
     assert wait_all(machines, timeout=90) == [0, 0], "\n---\n".join(m.text for m in machines)
@@ -146,3 +144,4 @@ def test_machines_in_separate_network_namespaces(namespaces):
     assert len(lines) == 3
     assert all(f"size=3 layout=[(0, '{names[0]}'), (1, '{names[1]}'), (2, '{names[1]}')]"
                in line for line in lines)
+    assert all(line.endswith("netmod=ofi") for line in lines)   # what ringrun picks for clusters

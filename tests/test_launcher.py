@@ -305,6 +305,16 @@ def test_a_one_machine_job_keeps_mpi_on_loopback():
     assert mine.launch_env["UCX_NET_DEVICES"] == "eth1"         # the user's choice wins
 
 
+def test_machines_of_a_cluster_talk_over_libfabric_unless_the_user_chose():
+    seat = ClusterSeat(first_rank=2, world_size=4, env={"RINGTRAIN_GROUP": "1"})
+    assert make(2, "train.py", cluster=seat).launch_env["MPIR_CVAR_CH4_NETMOD"] == "ofi"
+    assert "MPIR_CVAR_CH4_NETMOD" not in make(2, "train.py").launch_env
+    assert "MPIR_CVAR_CH4_NETMOD" not in make(2, "train.py", hosts=[Host("n1", 2)]).launch_env
+    for mine in ({"MPIR_CVAR_CH4_NETMOD": "ucx"}, {"UCX_NET_DEVICES": "eth1"}):
+        plan = make(2, "train.py", cluster=seat, environ={"PATH": "/bin", **mine})
+        assert plan.launch_env.get("MPIR_CVAR_CH4_NETMOD") == mine.get("MPIR_CVAR_CH4_NETMOD")
+
+
 def test_a_one_machine_job_is_forked_by_gforker_when_there_is_one(tmp_path):
     hydra = tmp_path / "mpiexec"
     hydra.write_text("")

@@ -120,6 +120,17 @@ def find_local_mpiexec(mpiexec: str) -> str:
 LOOPBACK_ENV = {"UCX_NET_DEVICES": "lo"}
 
 
+def use_libfabric_between_machines(environ: dict[str, str]) -> None:
+    """For a job whose groups join with MPI_Comm_connect/accept (a cluster, torchrun's
+    processes): MPICH's libfabric netmod, unless the environment chose a netmod or configures
+    UCX. With UCX, MPICH 5.0.2's MPI_Comm_connect leaves a request unreleased on each
+    connecting leader, and UCX's leak report in MPI_Finalize then reads it and now and then
+    crashes (SIGSEGV after the work is done); libfabric has no such leak."""
+    if "MPIR_CVAR_CH4_NETMOD" in environ or any(k.startswith("UCX_") for k in environ):
+        return
+    environ["MPIR_CVAR_CH4_NETMOD"] = "ofi"
+
+
 def ranks_on_hosts(np: int, hosts: Sequence[Host]) -> list[str]:
     """Host of each rank, filling each host's slots in order (hydra's default placement)."""
     if not hosts:
@@ -170,6 +181,8 @@ def plan(options: Options, environ: Mapping[str, str], *, python: str = sys.exec
     if not options.hosts and cluster is None:
         for name, value in LOOPBACK_ENV.items():
             env.setdefault(name, value)
+    if cluster is not None:
+        use_libfabric_between_machines(env)
     launch = [mpiexec, "-n", str(options.np)]
     if options.hosts:
         launch += ["-hosts", ",".join(str(h) for h in options.hosts)]

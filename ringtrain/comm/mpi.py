@@ -55,6 +55,29 @@ def finalize() -> None:
         MPI.Finalize()
 
 
+#: Seconds a rank that ends abruptly keeps driving MPI's progress engine (see deliver_sent).
+DELIVER_SECONDS = 0.25
+
+
+def deliver_sent(seconds: float = DELIVER_SECONDS) -> None:
+    """Before a rank ends without MPI_Finalize (os._exit): let the messages it already sent
+    reach their peers. Transports with manual progress (OFI's tcp provider between machines)
+    queue a completed send and write it out only while the sender calls into MPI; exiting at
+    once drops it, and the peer that needed it (e.g. the rank that left first, in its shutdown
+    exchange) then waits forever instead of ending with its own exit code."""
+    if "mpi4py.MPI" not in sys.modules:
+        return
+    from mpi4py import MPI
+
+    if not MPI.Is_initialized() or MPI.Is_finalized() \
+            or MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        return      # another thread may be inside MPI: calling in could corrupt its state
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        MPI.COMM_WORLD.Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG)   # any MPI call drives progress
+        time.sleep(0.001)
+
+
 class MPICommunicator(CommunicatorBase):
     """A communicator over an mpi4py ``Intracomm`` (``COMM_WORLD`` or any other).
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from ringrun.cluster_config import ClusterConfig, split_address
 from ringrun.cluster_rendezvous import RendezvousClient, RendezvousError, RendezvousServer
+from ringrun.plan import use_libfabric_between_machines
 
 from .. import env
 from ..errors import ConfigError, WorkerFailure
@@ -233,6 +234,7 @@ def join(plan: JoinPlan) -> Any:
 
     May re-execute the program under ``mpiexec -n 1`` first (see ``reexec_under_mpiexec``).
     """
+    use_libfabric_between_machines(os.environ)   # before MPI starts (and before a re-exec)
     if not _under_mpi_launcher():
         reexec_under_mpiexec()
     import mpi4py

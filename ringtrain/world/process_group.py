@@ -204,6 +204,9 @@ def _install_hooks() -> None:
                 departed = getattr(value, "departed", ())
                 if departed:    # this error only followed that rank's leaving
                     watchdog.tell_launcher("after", str(departed[0]))
+                from ..comm import mpi
+
+                mpi.deliver_sent()
                 os._exit(1)
             from mpi4py import MPI
 
@@ -230,6 +233,7 @@ def _atexit() -> None:
                 # mpi4py was imported before ringtrain and will call MPI_Finalize, which
                 # would wait forever: end now (the program's own exit code is unknown here).
                 sys.stdout.flush()
+                mpi.deliver_sent()
                 os._exit(1)
 
 

@@ -22,4 +22,5 @@ ranks = comm.allgather_object((rank, os.environ.get("CLUSTER_TEST_MACHINE", "?")
 # One write per line: processes of one machine share the pipe, and print() writes the text and
 # the newline separately (unbuffered under ringrun/mpiexec), so lines could interleave.
 os.write(1, (f"OK rank={rank} size={size} layout={ranks} "
-             f"first_collective_s={time.monotonic() - started:.3f}\n").encode())
+             f"first_collective_s={time.monotonic() - started:.3f} "
+             f"netmod={os.environ.get('MPIR_CVAR_CH4_NETMOD')}\n").encode())
