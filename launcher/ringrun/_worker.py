@@ -11,7 +11,8 @@ unsupervised worker could outlive its job). Standard library only.
 
 A status pipe (``RINGRUN_STATUS_FD``) carries lines from ringtrain in the program: ``beat PID``
 (the stall watchdog's heartbeat), ``bye PID``, ``left PID`` (the program ended while other
-ranks waited in a collective) and ``after PID RANK`` (it failed because that rank left first).
+ranks waited in a collective), ``after PID RANK`` (it failed because that rank left first) and
+``peer_lost PID`` (MPI lost contact with another process: it failed because some other rank did).
 While heartbeats come the program is alive. When they stop, the shim tells busy from frozen
 without the program's GIL, from ``/proc/PID/stat``: a process that is stopped (state T/t) or
 gets no CPU time for ``RINGTRAIN_TIMEOUT`` seconds since its last heartbeat is frozen, and the
@@ -79,6 +80,7 @@ class FreezeWatch:
         self.next_sample = 0.0
         self.left = False
         self.after: int | None = None
+        self.peer_lost = False
         self.buf = b""
 
     def feed(self, data: bytes, now: float) -> None:
@@ -97,6 +99,8 @@ class FreezeWatch:
                 self.left = True
             elif kind == "after" and text.strip().isdigit():
                 self.after = int(text)
+            elif kind == "peer_lost":
+                self.peer_lost = True
 
     def frozen(self, now: float) -> str | None:
         """A description of the frozen state once it has lasted the timeout, else None."""
@@ -385,6 +389,8 @@ class Shim:
             info["left"] = True
         if self.watch.after is not None:
             info["after"] = self.watch.after
+        if self.watch.peer_lost:
+            info["peer_lost"] = True
         return info
 
     def _finish(self, returncode: int) -> int:

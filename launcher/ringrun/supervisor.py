@@ -194,7 +194,7 @@ class Supervisor:
         self.returncodes: dict[int, int] = {}         # rank -> reported (and settled) status
         self.exits: dict[int, tuple[int, float]] = {}  # rank -> (status, when) awaiting output
         self.lost: dict[int, float] = {}  # rank -> when its shim vanished without a report
-        self.notes: dict[int, dict] = {}  # rank -> its exit report (frozen, left, after)
+        self.notes: dict[int, dict] = {}  # rank -> its exit report (frozen, left, after, peer_lost)
         # MPI's /dev/shm files of this job, removed at the end whatever happened (shm.py).
         self.shm = ShmTracker() if plan.via_mpiexec else None
         self.next_shm_scan = 0.0
@@ -228,7 +228,8 @@ class Supervisor:
             reason = self.cluster.aborted()
             if reason:
                 self.cluster_told = True
-                self.say(f"{reason}; stopping {_plural(len(self.running()), 'worker')}")
+                others = len(self.running())
+                self.say(f"{reason}; stopping {_plural(others, 'worker')}" if others else reason)
                 self.decided = 1
                 self.stop()
         else:
@@ -260,7 +261,8 @@ class Supervisor:
         """Report exits whose output has fully arrived (or waited long enough)."""
         # Causes first: a rank that failed after another left is settled after that one.
         order = sorted(self.exits.items(), key=lambda i: (
-            self.notes.get(i[0], {}).get("after") in self.exits, i[1][1]))
+            self.notes.get(i[0], {}).get("after") in self.exits
+            or self.notes.get(i[0], {}).get("peer_lost", False), i[1][1]))
         for rank, (returncode, when) in order:
             if not force and self._waits_for_cause(rank, now - when):
                 continue
@@ -270,8 +272,14 @@ class Supervisor:
 
     def _waits_for_cause(self, rank: int, waited: float) -> bool:
         """A rank that failed only because another left first waits (AFTER_WAIT at most) for
-        that rank's report, so the job is decided, and named, by the first rank that ended."""
-        cause = self.notes.get(rank, {}).get("after")
+        that rank's report, so the job is decided, and named, by the first rank that ended.
+        When the cause is unknown or on another machine (``peer_lost``: MPI lost contact with
+        a peer), it waits for whatever decides the job first: another rank's exit here, or the
+        chief's verdict naming another machine."""
+        note = self.notes.get(rank, {})
+        if note.get("peer_lost"):
+            return self.decided is None and waited < AFTER_WAIT
+        cause = note.get("after")
         return (cause in self.ranks and cause not in self.returncodes and cause != rank
                 and waited < AFTER_WAIT)
 
@@ -469,7 +477,8 @@ class Supervisor:
 
     def _exit_notes(self, info: dict) -> dict:
         """What a shim adds to an exit status (see _worker.Shim.report), checked field by
-        field: ``frozen`` {seconds, state}, ``left`` (true), ``after`` (a rank of this job)."""
+        field: ``frozen`` {seconds, state}, ``left`` (true), ``after`` (a rank of this job),
+        ``peer_lost`` (true)."""
         notes: dict = {}
         frozen = info.get("frozen")
         if (isinstance(frozen, dict) and isinstance(frozen.get("state"), str)
@@ -480,8 +489,13 @@ class Supervisor:
             notes["left"] = True
         after = info.get("after")
         # ringtrain's rank in the whole job, as ringrun numbers ranks.
-        if isinstance(after, int) and not isinstance(after, bool) and after in self.ranks:
-            notes["after"] = after
+        if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
+            if after in self.ranks:
+                notes["after"] = after
+            elif self.cluster is not None:
+                notes["peer_lost"] = True   # the rank that left first is on another machine
+        if info.get("peer_lost") is True:
+            notes["peer_lost"] = True
         return notes
 
     def _authenticate(self, conn: _Conn, data: bytes) -> bytes | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import devices, env
 from ..comm.base import Communicator
-from ..errors import ConfigError, NotInitializedError, RingtrainError
+from ..errors import CommError, ConfigError, NotInitializedError, RingtrainError
 from .join import JoinPlan, plan_join
 
 _comm: Communicator | None = None
@@ -204,6 +204,10 @@ def _install_hooks() -> None:
                 departed = getattr(value, "departed", ())
                 if departed:    # this error only followed that rank's leaving
                     watchdog.tell_launcher("after", str(departed[0]))
+                elif isinstance(value, CommError) and _raised_by_mpi(value):
+                    # MPI lost contact with a peer (it died, or its connection dropped): this
+                    # rank fails because another did, which ringrun should name instead.
+                    watchdog.tell_launcher("peer_lost")
                 from ..comm import mpi
 
                 mpi.deliver_sent()
@@ -213,6 +217,11 @@ def _install_hooks() -> None:
             MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = excepthook
+
+
+def _raised_by_mpi(error: BaseException) -> bool:
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi is not None and isinstance(error.__cause__, mpi.Exception)
 
 
 def _atexit() -> None:
