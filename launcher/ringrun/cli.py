@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from . import __version__
 from .doctor import DOCTOR_JOIN_TIMEOUT, probe_hosts
@@ -245,14 +245,14 @@ def visible_gpus() -> int:
 
 
 def cluster_seat(environ: Mapping[str, str], np: int, *, hosts: bool = False,
-                 dry_run: bool = False) -> ClusterSeat | None:
+                 dry_run: bool = False, attempt: int = 0) -> ClusterSeat | None:
     """This machine's place in a multi-machine job (cluster mode, one ringrun per machine,
     ``RINGTRAIN_CONFIG``/``TF_CONFIG``): a :class:`~ringrun.plan.ClusterSeat`, or None for a
-    single-machine job; see ``ringrun.cluster.seat``.
+    single-machine job; see ``ringrun.cluster.seat`` (``attempt``: the restart it joins).
     """
     from . import cluster
 
-    return cluster.seat(environ, np, hosts=hosts, dry_run=dry_run)
+    return cluster.seat(environ, np, hosts=hosts, dry_run=dry_run, attempt=attempt)
 
 
 def is_local(name: str) -> bool:
@@ -368,19 +368,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             _close_listener(listener, directory)
             return 1
     session = seat.session if seat is not None else None
-    if session is not None and ns.max_restarts:
-        print("ringrun: --max-restarts restarts single-machine jobs only so far; for a "
-              "RINGTRAIN_CONFIG cluster, restart every machine's ringrun (the programs resume "
-              "from their last checkpoint)", file=sys.stderr)
-        session.finish(2)
-        _close_listener(listener, directory)
-        return 2
+    rejoin = None
+    if session is not None:
+        def rejoin(attempt: int) -> tuple[object, Plan]:
+            """Every machine restarts together: join the cluster's next attempt (the chief's
+            rendezvous tells machines still in the previous one to come back later)."""
+            again = cluster_seat(environ, options.np, attempt=attempt)
+            assert again is not None
+            return again.session, plan(options, environ, python=python, mpiexec=mpiexec,
+                                       control=control, cluster=again)
     try:
-        code = _supervise(job, listener, token, session, ns)
+        code = _supervise(job, listener, token, session, ns, rejoin)
     finally:
         _close_listener(listener, directory)
     _merge_job_timeline(environ)
-    return session.finish(code) if session is not None else code
+    return code
 
 
 def doctor_context(seat: ClusterSeat | None) -> tuple[str, ...]:
@@ -429,9 +431,11 @@ def _merge_job_timeline(environ: dict[str, str]) -> None:
 
 
 def _supervise(job: Plan, listener: socket.socket | None, token: str, session: object,
-               ns: argparse.Namespace) -> int:
+               ns: argparse.Namespace, rejoin: Callable[[int], tuple[object, Plan]] | None = None
+               ) -> int:
     """Run the job, restart it after failures (``--max-restarts``), end with one summary line:
-    wall time, exit code and what caused it."""
+    wall time, exit code and what caused it. In a cluster (``session``) each attempt ends
+    with the session's goodbye, and a restart first joins the cluster again (``rejoin``)."""
     from .supervisor import TIMEOUT_EXIT_CODE, Supervisor
 
     started = time.monotonic()
@@ -440,6 +444,8 @@ def _supervise(job: Plan, listener: socket.socket | None, token: str, session: o
         sup = Supervisor(job, listener, token, cluster=session, timestamp=ns.timestamp,
                          output_dir=ns.output_filename)
         code = sup.run()
+        if session is not None:
+            code = session.finish(code)
         stopped_by_user = sup.reason is not None and sup.reason.startswith("received ")
         if (code == 0 or restarts >= ns.max_restarts or stopped_by_user
                 or code == TIMEOUT_EXIT_CODE):
@@ -449,6 +455,8 @@ def _supervise(job: Plan, listener: socket.socket | None, token: str, session: o
         print(f"ringrun: restart {restarts}/{ns.max_restarts} after {sup.reason or 'a failure'}"
               f" (in {delay:g} s)", file=sys.stderr, flush=True)
         time.sleep(delay)
+        if rejoin is not None:
+            session, job = rejoin(restarts)
     elapsed = time.monotonic() - started
     again = f" and {restarts} restart(s)" if restarts else ""
     workers = f"{job.np} worker(s)"

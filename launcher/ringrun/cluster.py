@@ -12,6 +12,11 @@ The ringruns stay connected for the whole job: a machine whose worker fails repo
 machine that disappears or stays silent for ``RINGTRAIN_TIMEOUT`` seconds is declared lost, and
 every other ringrun then stops its workers and exits with an error naming the culprit. When all
 is well each machine says goodbye, and the chief waits for everyone's before it exits.
+
+With ``--max-restarts N`` (the same N on every machine) a failed job is restarted by every
+machine together: each says goodbye to the failed attempt, waits the backoff and joins
+attempt k (``attempt`` in the registration); the chief's rendezvous for attempt k-1 tells a
+machine already at k to come back later, so every machine meets in the new rendezvous.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ class ClusterSession:
     """
 
     def __init__(self, config: ClusterConfig, secret: str, np: int, *, join_timeout: float,
-                 timeout: float) -> None:
+                 timeout: float, attempt: int = 0) -> None:
         self.config = config
+        self.attempt = attempt
         self.secret = secret
         self.np = np
         self.join_timeout = join_timeout
@@ -67,7 +73,7 @@ class ClusterSession:
             try:
                 self.server = RendezvousServer(
                     chief.port, self.secret, groups, join_timeout=self.join_timeout,
-                    timeout=self.timeout,
+                    timeout=self.timeout, attempt=self.attempt,
                     log=lambda line: print(f"ringrun: rendezvous: {line}", file=sys.stderr,
                                            flush=True))
             except OSError as exc:
@@ -83,7 +89,8 @@ class ClusterSession:
             host = chief.host
         self.client = RendezvousClient(host, chief.port, self.secret, role="machine",
                                        group=config.machine_index, size=self.np,
-                                       join_timeout=self.join_timeout, timeout=self.timeout)
+                                       join_timeout=self.join_timeout, timeout=self.timeout,
+                                       attempt=self.attempt)
         try:
             self.reply = self.client.register()
         except RendezvousError as exc:
@@ -170,8 +177,9 @@ class ClusterSession:
 
 
 def seat(environ: Mapping[str, str], np: int, *, hosts: bool = False,
-         dry_run: bool = False) -> ClusterSeat | None:
-    """This machine's seat in a RINGTRAIN_CONFIG/TF_CONFIG cluster, or None without one.
+         dry_run: bool = False, attempt: int = 0) -> ClusterSeat | None:
+    """This machine's seat in a RINGTRAIN_CONFIG/TF_CONFIG cluster, or None without one
+    (``attempt``: the restart it joins, 0 for the first start).
 
     Exits with code 2 on a malformed config (before any network traffic) and with code 1 when
     the cluster cannot be joined. ``dry_run`` validates only: ranks are shown from 0 because
@@ -200,5 +208,6 @@ def seat(environ: Mapping[str, str], np: int, *, hosts: bool = False,
         return ClusterSeat(first_rank=0, world_size=0, env={
             "RINGTRAIN_JOIN": config.chief.address,
             "RINGTRAIN_GROUP": str(config.machine_index)})
-    session = ClusterSession(config, secret, np, join_timeout=join_timeout, timeout=timeout)
+    session = ClusterSession(config, secret, np, join_timeout=join_timeout, timeout=timeout,
+                             attempt=attempt)
     return session.join()

@@ -188,10 +188,11 @@ class RendezvousServer:
                  sizes: Sequence[int | None] | None = None, join_timeout: float = 300.0,
                  timeout: float = 30.0, host: str = "",
                  on_failure: Callable[[str], None] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, attempt: int = 0) -> None:
         if not secret:
             raise ValueError("the rendezvous needs a non-empty shared secret")
         self.secret = secret
+        self.attempt = attempt      # the job's restart (ringrun --max-restarts) it serves
         self.groups = list(groups)
         self.sizes: list[int | None] = list(sizes) if sizes is not None else [None] * len(groups)
         self.join_timeout = join_timeout
@@ -436,6 +437,18 @@ class RendezvousServer:
                                       f"{len(self.groups) - 1}); check task.index")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ProtocolError(f"bad size {size!r}")
+        attempt = hello.get("attempt", self.attempt)    # workers' groups send none
+        if attempt != self.attempt:
+            if isinstance(attempt, int) and attempt > self.attempt:
+                # A machine that restarts sooner than the chief: this rendezvous is the
+                # failed attempt's, the next one opens when the chief restarts too.
+                channel.send({"later": f"the chief is still ending attempt {self.attempt}"})
+            else:
+                channel.send({"error": f"this machine joins attempt {attempt!r} but the job "
+                                       f"is at attempt {self.attempt} (restart "
+                                       f"{self.attempt} of --max-restarts); give every "
+                                       f"machine's ringrun the same --max-restarts"})
+            return None
         with self._cond:
             name = self.groups[group]
             if self.failure is not None:
@@ -553,12 +566,14 @@ class RendezvousClient:
 
     def __init__(self, host: str, port: int, secret: str, *, role: str, group: int, size: int,
                  port_name: str | None = None, join_timeout: float = 300.0,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, attempt: int | None = None) -> None:
         if not secret:
             raise ValueError("the rendezvous needs a non-empty shared secret")
         self.address = join_address(host, port)
         self.host, self.port, self.secret = host, port, secret
-        self.hello = {"role": role, "group": group, "size": size}
+        self.hello: dict = {"role": role, "group": group, "size": size}
+        if attempt is not None:
+            self.hello["attempt"] = attempt
         if port_name is not None:
             self.hello["port"] = port_name
         self.join_timeout = join_timeout
@@ -624,6 +639,10 @@ class RendezvousClient:
                                    _mac(self.secret, "server", nonce, server_nonce).encode()):
             raise RendezvousError(f"{self.address} does not know RINGTRAIN_SECRET; refusing it")
         reply = self._next(self.join_timeout + HANDSHAKE_TIMEOUT)
+        if reply is not None and "later" in reply:      # the chief has not restarted yet
+            channel.close()
+            self.channel = None
+            raise _TryAgain(str(reply["later"])[:200])
         if reply is None:
             raise RendezvousError(f"the chief at {self.address} did not admit this machine "
                                   f"within {self.join_timeout:g} s")

@@ -80,12 +80,12 @@ class Machine:
     def ringrun(cls, np: int, prog: str | Path, cluster: Mapping[str, Sequence[str]] | None,
                 task: tuple[str, int] | None, env: Mapping[str, str | None] | None = None,
                 args: Sequence[str] = (), name: str = "",
-                cwd: str | os.PathLike = REPO) -> Machine:
+                cwd: str | os.PathLike = REPO, options: Sequence[str] = ()) -> Machine:
         extra: dict[str, str | None] = {"RINGTRAIN_SECRET": SECRET}
         if cluster is not None and task is not None:
             extra["RINGTRAIN_CONFIG"] = config(cluster, *task)
         extra.update(env or {})
-        argv = [sys.executable, "-m", "ringrun", "-np", str(np), str(prog), *args]
+        argv = [sys.executable, "-m", "ringrun", "-np", str(np), *options, str(prog), *args]
         return cls(argv, clean_env(extra), name or (f"{task[0]}:{task[1]}" if task else "job"),
                    cwd=cwd)
 
@@ -118,6 +118,23 @@ class Machine:
                                       self._reader.is_alive()):
                     raise AssertionError(f"{self.name}: no line matching {pattern!r} within "
                                          f"{timeout:g} s; output:\n{chr(10).join(self.lines)}")
+                self._cond.wait(min(remaining, 0.2))
+
+    def wait_for_nth(self, pattern: str, n: int, timeout: float = 30.0) -> re.Match:
+        """The ``n``-th (1-based) output line matching ``pattern``, as ``wait_for``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in map(regex.search, self.lines) if m]
+                if len(found) >= n:
+                    return found[n - 1]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not
+                                      self._reader.is_alive()):
+                    raise AssertionError(f"{self.name}: no {n} lines matching {pattern!r} "
+                                         f"within {timeout:g} s; output:\n"
+                                         f"{chr(10).join(self.lines)}")
                 self._cond.wait(min(remaining, 0.2))
 
     def wait(self, timeout: float = 60.0) -> int:
