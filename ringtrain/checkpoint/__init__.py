@@ -13,7 +13,8 @@ Rules that keep a data-parallel job consistent:
 - Every file appears whole or not at all (``files``: temporary file, fsync, rename; then the
   index).
 - Saves that every worker calls (``Checkpoint.write``/``save``, ``CheckpointManager.save``,
-  Keras ``ModelCheckpoint`` and ``BackupAndRestore``) first compare the replicas' state
+  Keras ``ModelCheckpoint``, ``BackupAndRestore`` and ``Model.save`` under a multi-worker
+  strategy) first compare the replicas' state
   (``comm.replicas``); a mismatch raises ``ReplicasDiverged`` on every worker before any file
   is touched. ``tf.train.Saver.save`` and ``hvd.save_checkpoint`` may be called by the chief
   alone, so they run no collective and are not compared.
