@@ -379,3 +379,34 @@ def test_the_client_gives_up_at_the_join_timeout():
     with pytest.raises(RendezvousError, match=r"within 1 s \(RINGTRAIN_JOIN_TIMEOUT\)"):
         member.register()
     assert 1.0 <= time.monotonic() - start < 4
+
+
+def test_a_machine_at_the_next_attempt_waits_for_the_chiefs_next_rendezvous(server_factory):
+    # ringrun --max-restarts: the failed attempt's rendezvous tells a machine that restarted
+    # sooner to retry; it joins the next attempt's rendezvous on the same port once it opens.
+    old = server_factory(["worker:0", "worker:1"], attempt=0)
+    port = old.port
+    early = client(old, 1, 2, attempt=1)
+    replies = []
+    thread = threading.Thread(target=lambda: replies.append(early.register()))
+    thread.start()
+    time.sleep(0.5)
+    assert not replies                          # told to come back later, still trying
+    old.close()
+    new = RendezvousServer(port, SECRET, ["worker:0", "worker:1"], host="127.0.0.1",
+                           join_timeout=10.0, timeout=2.0, attempt=1)
+    try:
+        chief = client(new, 0, 1, attempt=1)
+        assert chief.register()["offsets"] == [0, 1]
+        thread.join(20)
+        assert replies and replies[0]["world_size"] == 3
+        for member in (chief, early):
+            member.done(0)
+    finally:
+        new.close()
+
+
+def test_a_machine_from_an_earlier_attempt_is_refused_naming_the_flag(server_factory):
+    srv = server_factory(["worker:0", "worker:1"], attempt=2)
+    with pytest.raises(RendezvousError, match="same --max-restarts"):
+        client(srv, 1, 1, attempt=1).register()

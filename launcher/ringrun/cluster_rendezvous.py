@@ -304,9 +304,17 @@ class RendezvousServer:
             members = list(self._members)
             self._cond.notify_all()
         try:
+            # close() alone leaves the socket listening while the accept thread is blocked in
+            # accept(): the port stays taken, and a restart's rendezvous could not bind it.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self._listener.close()
         except OSError:
             pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(5.0)
         for member in members:
             member.channel.close()
 
