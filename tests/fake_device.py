@@ -78,3 +78,17 @@ class FakeDevice(_Proxy):
     def asnumpy(self, a):
         self.to_host += 1
         return np.array(a).view(np.ndarray)
+
+
+def pytest_configure(config):
+    """``python -m pytest -p fake_device tests/test_core_ops.py ...`` (with ``tests`` on the
+    path): every graph Session of the run computes on the stand-in, as on a machine with one
+    GPU and ``RINGTRAIN_DEVICE=cuda`` (the variable itself stays unset); a sweep for kernels that would break on CuPy. Eager
+    code and worker subprocesses are not affected."""
+    from ringtrain import devices
+    from ringtrain.core import placement
+
+    fake = FakeDevice()
+    devices.cuda_device_count = lambda: 1
+    placement.wants_gpu = lambda graph: True
+    placement.gpu_namespace = lambda index: fake
