@@ -74,3 +74,12 @@ def test_join_while_a_rank_ends_without_joining(ringrun, n):
               f"without calling join()")
     assert res.stdout_of(0) == [raised], res.describe()
     assert res.returncode != 0, res.describe()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_sparse_gradients_stay_sparse(ringrun, n):
+    # Embedding(sparse=True): the averaged (or summed) gradient is sparse and SparseAdam steps
+    # alike everywhere; a rank without the gradient gets the others'; sparse_as_dense=True.
+    res = ringrun(n, "tests/mp/torch_sparse_grads.py", timeout=100).check()
+    assert res.stdout_of(0) == [f"OK {name}" for name in ("sparse-grad", "sparse-adam", "mixed")] \
+        + ["DONE 3"], res.describe()

@@ -20,8 +20,11 @@ One round of averaging:
    are launched: a parameter that got no gradient on this rank contributes its existing
    ``.grad`` or zeros. Then the round waits for every bucket, so ``.grad`` holds the average
    when ``backward()`` returns (gradient clipping works as in single-process code).
-4. The last message carries one flag per parameter, "this rank had a gradient"; a parameter
-   that no rank had a gradient for keeps ``.grad = None``, exactly like one process.
+4. The last message carries two flags per parameter, "this rank had a dense gradient" and
+   "a sparse one"; a parameter that no rank had a gradient for keeps ``.grad = None``,
+   exactly like one process. Sparse gradients (``nn.Embedding(sparse=True)``) stay sparse
+   unless ``sparse_as_dense``: their slots send zeros, and at the end of the round every rank
+   gathers every rank's indices and values of the parameters flagged sparse (Horovod's way).
 
 The first bucket plan follows rank 0's parameter registration order reversed (roughly the
 order backward produces gradients). After the first round that saw gradients, rank 0's
@@ -240,7 +243,7 @@ class GradientEngine:
                  bucket_bytes: int | None = None, algorithm: str | None = None,
                  what: str = "DistributedOptimizer", active: bool | None = None,
                  group: Any = None, overlap: bool | None = None,
-                 streams: _streams.Streams | None = None):
+                 streams: _streams.Streams | None = None, sparse_as_dense: bool = False):
         if op not in (ReduceOp.AVG, ReduceOp.SUM):
             raise ValueError(f"{what}: gradients can be averaged (op=hvd.Average) or summed "
                              f"(op=hvd.Sum), got {op!r}")
@@ -289,6 +292,10 @@ class GradientEngine:
         self._next = 0                  # the next bucket to launch
         self._rounds_since_step = 0
         self._no_grad: list[_Slot] = []  # slots sent as zeros this round (no .grad here)
+        # Sparse gradients stay sparse (Horovod's sparse_as_dense=False): their slots send zeros
+        # and the sparse gradients of every rank are gathered at the end of the round.
+        self.sparse_as_dense = bool(sparse_as_dense)
+        self._sparse: dict[int, _Slot] = {}     # position -> slot with a sparse .grad here
         self._hooks: list[Any] = []
         self.replicas = ReplicaGuard(self.comm, what)
 
@@ -315,9 +322,9 @@ class GradientEngine:
                   for indices in plan_buckets([s.param for s in slots], self.bucket_bytes)]
         for position, slot in enumerate(slots):
             slot.position = position
-        # The last message carries the flags: the last bucket when it is fused, else a bucket
-        # of flags alone.
-        flags = len(slots)
+        # The last message carries the flags, two per parameter ("had a dense gradient", "had
+        # a sparse one"): the last bucket when it is fused, else a bucket of flags alone.
+        flags = 2 * len(slots)
         if groups and len(groups[-1]) > 1:
             *rest, last = groups
             return [_Bucket(i, g) for i, g in enumerate(rest)] + \
@@ -386,7 +393,7 @@ class GradientEngine:
 
     def _make_hook(self, slot: _Slot):
         def hook(p: torch.Tensor) -> None:
-            view = slot.view
+            view = self._keeps_sparse(slot)
             if view is not None and p.grad is not view:
                 self._reseat(p, view, p.grad)
             if self.accumulate:
@@ -408,6 +415,16 @@ class GradientEngine:
 
         return hook
 
+    def _keeps_sparse(self, slot: _Slot) -> torch.Tensor | None:
+        """The slot's fused view, or None when there is none or when its gradient is sparse
+        and stays so (then it is gathered at the end of the round, and the slot sends zeros)."""
+        grad = slot.param.grad
+        if grad is not None and grad.is_sparse and not self.sparse_as_dense:
+            self._sparse[slot.position] = slot
+            return None
+        self._sparse.pop(slot.position, None)
+        return slot.view
+
     def _launch_ready(self) -> None:
         buckets = self.buckets
         while self._next < len(buckets) and buckets[self._next].remaining == 0:
@@ -420,12 +437,16 @@ class GradientEngine:
         slot = bucket.slots[0]
         p = slot.param
         grad = p.grad
-        if grad is None:
+        sparse = grad is not None and grad.is_sparse and not self.sparse_as_dense
+        if grad is None or sparse:
             if slot.spare is None:
                 slot.spare = torch.zeros_like(p, memory_format=torch.contiguous_format)
             else:
                 slot.spare.zero_()
-            self._no_grad.append(slot)
+            if sparse:
+                self._sparse[slot.position] = slot
+            else:
+                self._no_grad.append(slot)
             return slot.spare
         if grad.is_sparse or not grad.is_contiguous() or grad.dtype != p.dtype:
             own = torch.empty_like(p, memory_format=torch.contiguous_format)
@@ -453,12 +474,23 @@ class GradientEngine:
                     if grad is None:
                         view.zero_()
                         self._no_grad.append(slot)
+                    elif self._keeps_sparse(slot) is None:
+                        view.zero_()
                     elif grad is not view:
                         self._reseat(p, view, grad)
+            if self._sparse:
+                for slot in bucket.slots:
+                    if slot.position in self._sparse:
+                        slot.view.zero_()
             if bucket.flags is not None:
-                bucket.flags.fill_(1)
+                n = len(self.slots)
+                bucket.flags[:n].fill_(1)
+                bucket.flags[n:].zero_()
                 for slot in self._no_grad:
                     bucket.flags[slot.position] = 0
+                for position in self._sparse:
+                    bucket.flags[position] = 0
+                    bucket.flags[n + position] = 1
         if self.predivide != 1.0:
             buffer.mul_(1.0 / self.predivide)
         wire, ctx = self.compression.compress(buffer)
@@ -531,15 +563,19 @@ class GradientEngine:
                                     {"bytes": bucket.wire.nbytes,
                                      "parameters": len(bucket.slots)})
                 self._unpack(bucket)
-            if self._no_grad:
-                flags = buckets[-1].flags.tolist()
-                for slot in self._no_grad:
-                    if flags[slot.position] > 0:    # another rank had a gradient: the average
-                        slot.param.grad = slot.spare if slot.view is None else slot.view
+            flags = buckets[-1].flags.tolist()
+            for slot in self._no_grad:
+                if flags[slot.position] > 0:    # another rank had a gradient: the average
+                    slot.param.grad = slot.spare if slot.view is None else slot.view
+            n = len(self.slots)
+            for slot in sorted(self.slots.values(), key=lambda s: s.position):
+                if flags[n + slot.position] > 0:     # some rank had a sparse gradient
+                    self._gather_sparse(slot, dense=flags[slot.position] > 0)
         finally:
             for bucket in buckets:
                 bucket.reset()
             self._no_grad = []
+            self._sparse = {}
             self._next = 0
             self._passes = 0
         self._rounds_since_step += 1
@@ -548,6 +584,33 @@ class GradientEngine:
             self.recorder.add("comm", time.perf_counter() - started)
         if self._observed is not None:
             self._replan()
+
+    def _gather_sparse(self, slot: _Slot, dense: bool) -> None:
+        """Horovod's sparse reduction of one parameter's gradient, on every rank in plan order:
+        every rank's indices and values gathered (a rank without a sparse gradient sends none),
+        values divided by the number of ranks for an average. The gradient stays sparse, unless
+        some rank had a dense one (then the dense average plus the sparse one)."""
+        p = slot.param
+        mine = self._sparse.get(slot.position)
+        if mine is not None:
+            grad = p.grad
+            indices = grad._indices().t().contiguous().cpu()
+            values = grad._values().contiguous().cpu()
+        else:       # an embedding-like layout: one sparse dimension, rows of the rest
+            indices = torch.zeros((0, 1), dtype=torch.int64)
+            values = torch.zeros((0, *p.shape[1:]), dtype=p.dtype)
+        group = self.comm
+        indices = _convert.from_array(group.allgather(_convert.as_array(indices)), torch.int64)
+        values = _convert.from_array(group.allgather(_convert.as_array(values)), values.dtype)
+        if self.op is ReduceOp.AVG:
+            values = values / group.world_size
+        sparse = torch.sparse_coo_tensor(indices.t(), values, p.shape,
+                                         check_invariants=False).to(p.device)
+        if not dense:
+            p.grad = sparse
+            return
+        result = p.grad if p.grad is not None and not p.grad.is_sparse else             slot.spare if slot.view is None else slot.view
+        p.grad = result.add_(sparse)
 
     def _wait_on_device(self, buckets: list[_Bucket]) -> None:
         """Order the compute stream after every bucket's collective without the host waiting:

@@ -298,10 +298,12 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     ``backward_passes_per_step``: backward passes accumulated locally per step.
     ``op``: ``hvd.Average`` (default) or ``hvd.Sum`` (``hvd.Adasum``: NotImplementedError).
     ``gradient_predivide_factor``: with Average, gradients are divided by it before the sum
-    and multiplied by it after (guards low-precision sums). ``num_groups``/``groups``/
-    ``sparse_as_dense`` are accepted for compatibility (buckets are sized by
-    ``bucket_bytes``, default ``RINGTRAIN_BUCKET_BYTES``, else Horovod's
-    ``HOROVOD_FUSION_THRESHOLD``; sparse gradients are densified).
+    and multiplied by it after (guards low-precision sums). ``sparse_as_dense=False``
+    (Horovod's default): sparse gradients (``nn.Embedding(sparse=True)``) stay sparse, every
+    rank's indices and values gathered, so ``torch.optim.SparseAdam`` works; True densifies
+    them into the buckets. ``num_groups``/``groups`` are accepted for compatibility (buckets
+    are sized by ``bucket_bytes``, default ``RINGTRAIN_BUCKET_BYTES``, else Horovod's
+    ``HOROVOD_FUSION_THRESHOLD``).
     Parameters are not broadcast here: call ``broadcast_parameters`` and
     ``broadcast_optimizer_state`` as in Horovod.
     """
@@ -328,7 +330,8 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     engine = GradientEngine(named, op=rop, compression=compression,
                             backward_passes_per_step=backward_passes_per_step,
                             predivide=factor, bucket_bytes=bucket_bytes, what=what,
-                            group=None if chosen is None else chosen.comm)
+                            group=None if chosen is None else chosen.comm,
+                            sparse_as_dense=bool(sparse_as_dense))
     base = type(optimizer)
     cls = type(base.__name__, (_DistributedOptimizer, base), {"__module__": base.__module__})
     wrapped = cls.__new__(cls)
