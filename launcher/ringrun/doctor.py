@@ -3,9 +3,9 @@
 The check itself runs as the job's program (``ringtrain.doctor``: versions, shared memory, the
 ring's links), so it only reports on workers that started. What stops them from starting is
 checked here, each failure named with its fix: for ``-H``/``--hostfile``, that MPI starts on
-every host (one ``mpiexec -hosts HOST -n 1`` per host, all at once, that imports ringtrain and
-mpi4py there); for ``RINGTRAIN_CONFIG``/``TF_CONFIG`` clusters, who holds the chief's port
-when it is taken (``port_holder``) and the shorter wait for the other machines.
+every host (one ``mpiexec -hosts HOST -n 1`` per host, all at once, that initializes MPI there
+and finds ringtrain); for ``RINGTRAIN_CONFIG``/``TF_CONFIG`` clusters, who holds the chief's
+port when it is taken (``port_holder``) and the shorter wait for the other machines.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from .plan import Host
 HOST_PROBE_TIMEOUT = 8.0
 #: Seconds the doctor waits for the other machines of a cluster (RINGTRAIN_JOIN_TIMEOUT wins).
 DOCTOR_JOIN_TIMEOUT = 8.0
-_PROBE = "import mpi4py.MPI, ringtrain"
+# MPI initialized there, and ringtrain found without importing it (seconds, on a loaded host).
+_PROBE = ("import importlib.util, sys, mpi4py.MPI; sys.exit(None if importlib.util.find_spec("
+          "'ringtrain') else 'ringtrain is not installed for ' + sys.executable)")
 
 
 def probe_hosts(mpiexec: str, python: str, hosts: Sequence[Host],

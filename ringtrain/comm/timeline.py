@@ -2,8 +2,9 @@
 the training steps, one process per rank.
 
 Each rank streams its spans to ``trace.json.rank<r>`` (complete events, ``"ph": "X"``, in
-microseconds on the chief's clock: the straggler recorder's offset, measured at start-up). ``ringrun`` merges the ranks' files into
-``trace.json`` when the job ends (``ringrun --merge-timeline OUT IN...`` does it by hand).
+microseconds on the chief's clock: the straggler recorder's offset, measured at start-up).
+``ringrun`` merges the ranks' files into ``trace.json`` when the job ends (``ringrun
+--merge-timeline OUT IN...`` does it by hand).
 Lanes (threads of the rank's process): the step, data waits, the optimizer step, the time
 blocked in the gradient all-reduce, and each bucket's all-reduce with its three marks: a span
 from queued (its gradients ready) to started (the communication thread began it, after the
