@@ -685,3 +685,55 @@ def test_device_communicators_hand_the_host_every_method_they_do_not_define():
     assert staged.allgather_object(7) == [7] and staged.join() == 0
     staged.barrier()
     staged.shutdown()
+
+
+def test_staging_adds_16_bit_floats_in_float32(monkeypatch):
+    from ringtrain.comm.device import StagedCommunicator
+    from ringtrain.comm.local import LocalCommunicator
+
+    class Boxed:
+        """An array 'on the device'."""
+
+        def __init__(self, data):
+            self.data, self.shape = data, data.shape
+
+    class BoxedArrays(device.DeviceArrays):
+        def owns(self, x):
+            return isinstance(x, Boxed)
+
+        def wire_dtype(self, x, reducing):
+            return x.data.dtype
+
+        def empty(self, shape, like):
+            return Boxed(np.empty(shape, like.data.dtype))
+
+        def to_host(self, x, host):
+            host[...] = x.data
+
+        def from_host(self, host, like, out=None):
+            dst = out if out is not None else Boxed(np.empty_like(like.data))
+            with np.errstate(over="ignore"):        # float32 sums beyond float16's range
+                dst.data[...] = host
+            return dst
+
+    seen = []
+
+    class Host(LocalCommunicator):
+        def _allreduce(self, src, dst, op, alg):
+            seen.append(("allreduce", src.dtype))
+            np.multiply(src, 2, out=dst)            # two identical ranks
+
+        def _broadcast(self, buf, root):
+            seen.append(("broadcast", buf.dtype))
+
+    monkeypatch.setattr(device, "ADAPTERS", [BoxedArrays()])
+    made = []
+    pool = device.PinnedPool(lambda n: made.append(n) or np.empty(n, np.uint8))
+    staged = StagedCommunicator(Host(), pool)
+    x = Boxed(np.array([40000.0, 1.0, 2049.0], np.float16))
+    out = staged.allreduce(x)
+    # float32 on the wire: 2 x 40000 overflows float16 only when stored back (as one rounding)
+    assert seen == [("allreduce", np.float32)] and out.data.dtype == np.float16
+    assert out.data.tolist() == [np.inf, 2.0, 4096.0]
+    assert np.array_equal(staged.broadcast(x).data, x.data)
+    assert made == [12, 6]          # float32 to add; moved as its own 16 bits

@@ -260,7 +260,12 @@ class StagedCommunicator(OverHost):
         return f"<StagedCommunicator over {self.host!r}>"
 
     def _stage(self, adapter: DeviceArrays, x: Any, reducing: bool) -> np.ndarray:
-        buf = self.pool.take(adapter.shape(x), adapter.wire_dtype(x, reducing))
+        dtype = adapter.wire_dtype(x, reducing)
+        if reducing and dtype == np.float16:
+            # 16 bits added in float32, as the CPU path adds them: rounded once, no overflow
+            # mid-sum (the copy back to the device converts)
+            dtype = np.dtype(np.float32)
+        buf = self.pool.take(adapter.shape(x), dtype)
         adapter.to_host(x, buf)
         return buf
 
