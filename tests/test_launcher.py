@@ -81,6 +81,15 @@ def test_python_output_is_unbuffered_unless_the_user_chose():
     assert make(1, "t.py", environ={"PYTHONUNBUFFERED": ""}).launch_env["PYTHONUNBUFFERED"] == ""
 
 
+def test_workers_keep_freed_memory_for_reuse_unless_the_user_set_the_allocator():
+    for np_ in (1, 2):
+        env = make(np_, "t.py").launch_env
+        assert env["MALLOC_MMAP_THRESHOLD_"] == str(1 << 30)
+        assert env["MALLOC_TRIM_THRESHOLD_"] == str(4 << 30)
+    mine = make(2, "t.py", environ={"PATH": "/bin", "MALLOC_TRIM_THRESHOLD_": "0"}).launch_env
+    assert mine["MALLOC_TRIM_THRESHOLD_"] == "0" and "MALLOC_MMAP_THRESHOLD_" not in mine
+
+
 def test_hosts_are_passed_to_hydra_and_fill_slots_in_order():
     p = make(3, "t.py", hosts=[Host("a", 2), Host("b", 2)])
     assert p.launch_argv[:5] == (MPIEXEC, "-n", "3", "-hosts", "a:2,b:2")

@@ -131,6 +131,15 @@ def use_libfabric_between_machines(environ: dict[str, str]) -> None:
     environ["MPIR_CVAR_CH4_NETMOD"] = "ofi"
 
 
+#: glibc's allocator for every worker unless the caller set either variable: blocks up to
+#: 1 GiB come from the heap, and freed memory stays there for the next allocation. By default
+#: glibc maps every block above its mmap threshold (at most 32 MiB) afresh and unmaps it on
+#: free, so a training step that allocates the same large tensors every step faults them in,
+#: zeroed by the kernel, every step (a torch CNN in one process: 1.38x the samples/s, same
+#: peak resident memory; README). The cost: memory freed stays resident until the process ends.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
+
 def ranks_on_hosts(np: int, hosts: Sequence[Host]) -> list[str]:
     """Host of each rank, filling each host's slots in order (hydra's default placement)."""
     if not hosts:
@@ -163,6 +172,8 @@ def plan(options: Options, environ: Mapping[str, str], *, python: str = sys.exec
     env.update(added)
     # Workers write to pipes; unbuffered Python output keeps lines live and in order.
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if not any(name in environ for name in ALLOCATOR_ENV):
+        env.update(ALLOCATOR_ENV)
     first_rank = cluster.first_rank if cluster is not None else 0
     hosts = ranks_on_hosts(options.np, options.hosts)
     workers = tuple(Worker(first_rank + r, hosts[r], argv, dict(added))
