@@ -155,8 +155,8 @@ def mpi_threads_supported() -> bool:
 
 
 def nccl_built() -> int:
-    """The NCCL version ringtrain's ``nccl`` backend would use (CuPy's), or 0 without one.
-    ``ringtrain.torch`` itself moves CPU tensors only."""
+    """The NCCL version ringtrain's ``nccl`` backend would use (CuPy's), or 0 without one
+    (CUDA tensors are then staged through host memory)."""
     if importlib.util.find_spec("cupy") is None:
         return 0
     try:
@@ -181,8 +181,11 @@ def ccl_built() -> bool:
 
 
 def cuda_built() -> bool:
-    """False: ringtrain.torch's collectives take CPU tensors (no CUDA operations built)."""
-    return False
+    """True when the installed torch is built with CUDA: ringtrain.torch's collectives then
+    take CUDA tensors (over NCCL, or staged through host memory)."""
+    import torch
+
+    return bool(torch.backends.cuda.is_built())
 
 
 def rocm_built() -> bool:

@@ -242,7 +242,8 @@ ok("optimizer")
 # --- what this build can do ------------------------------------------------------------------------
 assert hvd.mpi_built() is True and hvd.mpi_enabled() == (N > 1)
 assert hvd.gloo_built() is False and hvd.gloo_enabled() is False and hvd.ccl_built() is False
-assert hvd.cuda_built() is False and hvd.rocm_built() is False and hvd.ddl_built() is False
+assert hvd.cuda_built() is torch.backends.cuda.is_built()       # CUDA tensors are taken
+assert hvd.rocm_built() is False and hvd.ddl_built() is False
 assert isinstance(hvd.nccl_built(), int) and isinstance(hvd.mpi_threads_supported(), bool)
 assert hvd.is_homogeneous() is True
 ok("introspection")
