@@ -76,7 +76,8 @@ def gloo_group(comm):
 
 def transport(comm) -> str:
     if getattr(comm, "_shm", None) is not None and comm.ring_transport != "p2p":
-        return f"shared memory ({human(comm.shm_chunk_bytes)} chunks)"
+        steps = "neighbour flags" if getattr(comm._shm, "_step", None) else "node barrier"
+        return f"shared memory ({human(comm.shm_chunk_bytes)} chunks, steps by {steps})"
     return f"MPI messages ({human(getattr(comm, 'segment_bytes', 0))} segments)"
 
 
