@@ -737,3 +737,15 @@ def test_staging_adds_16_bit_floats_in_float32(monkeypatch):
     assert out.data.tolist() == [np.inf, 2.0, 4096.0]
     assert np.array_equal(staged.broadcast(x).data, x.data)
     assert made == [12, 6]          # float32 to add; moved as its own 16 bits
+
+
+def test_input_pipelines_stay_on_the_cpu(on_fake_gpu, monkeypatch):
+    import ringtrain as tf
+
+    monkeypatch.setenv("RINGTRAIN_DEVICE", "cuda")
+    dataset = tf.data.Dataset.from_tensor_slices(np.arange(4.0)).map(
+        lambda v: tf.square(v) + 1.0)
+    assert [float(v) for v in dataset.as_numpy_iterator()] == [1.0, 2.0, 5.0, 10.0]
+    assert on_fake_gpu.asked == []          # the traced map function's Session: NumPy
+    hidden = tf.ConfigProto(device_count={"GPU": 0})    # TF's way to hide GPUs from a Session
+    assert tf.Session(graph=_softmax_regression(tf, "")[0], config=hidden)._rt.xp is np

@@ -271,8 +271,8 @@ class Session:
     def _place(self) -> Any:
         """The array namespace this Session computes with: CuPy when the graph is placed on a
         GPU (or RINGTRAIN_DEVICE asks for one) and one is reachable, else NumPy."""
-        if not placement.wants_gpu(self._graph):
-            return np
+        if self._config.device_count.get("GPU", 1) == 0 or not placement.wants_gpu(self._graph):
+            return np       # device_count={"GPU": 0}: this Session sees no GPU, as in TF
         index = placement.gpu_index(self._config.gpu_options.visible_device_list)
         xp = None if index is None else placement.gpu_namespace(index)
         if xp is None:

@@ -85,7 +85,10 @@ class DataFunction:
             out = tuple(out)
         leaves = flatten(out)
         fetch = [i for i, leaf in enumerate(leaves) if isinstance(leaf, core.Tensor)]
-        self._traced = (core.Session(graph=graph), placeholders, out, leaves, fetch)
+        # Input pipelines compute on the CPU, as TensorFlow's do, whatever the model's device.
+        cpu_only = core.ConfigProto(device_count={"GPU": 0})
+        self._traced = (core.Session(graph=graph, config=cpu_only), placeholders, out, leaves,
+                        fetch)
 
     def _run_traced(self, element: Any) -> Any:
         session, placeholders, out, leaves, fetch = self._traced
