@@ -144,13 +144,12 @@ class MPICommunicator(CommunicatorBase):
         self._shm: _SharedSlots | None = None
         if 1 < self.world_size == self._node.Get_size() and self._node_is_one_job():
             self._shm = _SharedSlots(self._node, self._comm, self.shm_chunk_bytes)
-        # the shared-memory ring's schedule: the chunk sent first, the chunks received at each
-        # reduce-scatter step and at each all-gather step (the same every call)
-        owned = ring.allreduce_owned(self.rank, self.world_size)
-        rs = ring.reduce_scatter_steps(self.rank, self.world_size, owned)
-        self._shm_schedule = (rs[0][0], [recv for _, recv in rs],
-                              [recv for _, recv in ring.allgather_steps(self.rank,
-                                                                         self.world_size, owned)])
+            # the shared-memory ring's schedule: the chunk sent first, the chunks received at
+            # each reduce-scatter step and at each all-gather step (the same every call)
+            owned = ring.allreduce_owned(self.rank, self.world_size)
+            rs = ring.reduce_scatter_steps(self.rank, self.world_size, owned)
+            ag = ring.allgather_steps(self.rank, self.world_size, owned)
+            self._shm_schedule = (rs[0][0], [recv for _, recv in rs], [recv for _, recv in ag])
         # Names the ranks a stalled collective waits for; ends a job whose rank froze.
         self._watchdog = watchdog.start(self._comm)
 
