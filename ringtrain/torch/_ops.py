@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from ..comm.base import Communicator, ReduceOp
-from ..errors import NotInitializedError
+from ..errors import CollectiveMismatch, NotInitializedError
 from ..world import process_group
 from . import _convert
 from ._compression import Compression
@@ -513,16 +515,66 @@ def allgather_async(tensor: torch.Tensor, name: str | None = None,
     return _register(handle, lambda result: _convert.from_array(result, source.dtype), key)
 
 
+def _packed_for_gather(sources: list[torch.Tensor]) -> torch.Tensor:
+    """One byte tensor for a fused allgather: a header (the number of tensors, a signature of
+    their dtypes and shapes after the first dimension, each one's rows and bytes per row),
+    then their bytes, each padded to 8 bytes so that every part can be viewed in place."""
+    signature = zlib.crc32(repr([(str(t.dtype), tuple(t.shape[1:])) for t in sources]).encode())
+    header = torch.tensor([len(sources), signature, *(t.shape[0] for t in sources),
+                           *(math.prod(t.shape[1:]) * t.element_size() for t in sources)],
+                          dtype=torch.int64)
+    parts = [header.view(torch.uint8)]
+    for t in sources:
+        raw = t.reshape(-1).view(torch.uint8)
+        parts += [raw, torch.zeros(-raw.numel() % 8, dtype=torch.uint8)]
+    return torch.cat(parts)
+
+
+def _unpacked_gather(gathered: torch.Tensor, sources: list[torch.Tensor], world: int,
+                     what: str) -> list[torch.Tensor]:
+    """Every rank's tensors out of a fused allgather's bytes, concatenated per tensor. Each
+    rank's part describes itself, so every rank reads the same parts the same way and a rank
+    whose list differs from rank 0's makes every rank raise the same error."""
+    first = gathered[:16].view(torch.int64).tolist()
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(first[0])]
+    offset = 0
+    for rank in range(world):
+        count, signature = gathered[offset:offset + 16].view(torch.int64).tolist()
+        if [count, signature] != first:
+            raise CollectiveMismatch(
+                f"{what}: every rank must pass the same number of tensors, with the same dtypes "
+                f"and shapes after the first dimension, in the same order; rank {rank} passed "
+                f"{count} tensors, rank 0 {first[0]}"
+                + (" (their dtypes or shapes differ)" if count == first[0] else ""))
+        header = gathered[offset + 16:offset + 16 + 16 * count].view(torch.int64).tolist()
+        offset += 16 + 16 * count
+        for i, (rows, row_bytes) in enumerate(zip(header[:count], header[count:])):
+            size = rows * row_bytes
+            pieces[i].append(gathered[offset:offset + size])
+            offset += size + -size % 8
+    # rank 0's list matches every rank's, this one's included
+    return [torch.cat(p).view(t.dtype).reshape(-1, *t.shape[1:]) for p, t in zip(pieces, sources)]
+
+
 @takes_process_set
 def grouped_allgather_async(tensors: Any, name: str | None = None,
                             process_set: Any = None) -> int:
-    """Start ``allgather`` of every tensor of the list (queued back to back);
-    ``synchronize`` returns the list of gathered tensors."""
+    """Start ``allgather`` of every tensor of the list as one fused message (CUDA tensors:
+    one allgather each); ``synchronize`` returns the list of gathered tensors."""
     what = "grouped_allgather_async"
     ts = _tensor_list(tensors, what)
+    if any(t.is_cuda for t in ts):
+        key = _claim_name("grouped_allgather", name, what)
+        ids = [allgather_async(t) for t in ts]
+        return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+    sources = [t.detach().contiguous() for t in ts]
+    sources = [t.reshape(1) if t.dim() == 0 else t for t in sources]
+    packed = _packed_for_gather(sources)
     key = _claim_name("grouped_allgather", name, what)
-    ids = [allgather_async(t) for t in ts]
-    return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+    group = comm()
+    handle = _submit(key, lambda: group.allgather(_convert.as_array(packed), async_op=True))
+    return _register(handle, lambda result: _unpacked_gather(
+        _convert.from_array(result, torch.uint8), sources, group.world_size, what), key)
 
 
 @takes_process_set

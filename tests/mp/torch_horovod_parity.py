@@ -116,6 +116,25 @@ assert torch.equal(g1, torch.cat([torch.full((r + 1, 2), float(r)) for r in rang
 assert torch.equal(g2, torch.tensor([v for r in range(N) for v in (r, -r)]))
 h = hvd.grouped_allgather_async([torch.tensor([R])])
 assert torch.equal(hvd.synchronize(h)[0], torch.arange(N))
+# One fused message of mixed dtypes and awkward lengths: odd byte counts (int8, bool), 0-d,
+# no rows on some ranks, bfloat16.
+mixed = [torch.tensor([R, -R, 7], dtype=torch.int8), torch.tensor(R * 1.5, dtype=torch.float64),
+         torch.ones((R % 2, 3), dtype=torch.int32) * R, torch.tensor([R % 2 == 0]),
+         torch.arange(R * 2, dtype=torch.bfloat16).reshape(R, 2)]
+g_int8, g_0d, g_rows, g_bool, g_bf16 = hvd.grouped_allgather(mixed)
+assert torch.equal(g_int8, torch.tensor([v for r in range(N) for v in (r, -r, 7)],
+                                        dtype=torch.int8))
+assert torch.equal(g_0d, torch.tensor([r * 1.5 for r in range(N)], dtype=torch.float64))
+assert torch.equal(g_rows, torch.cat([torch.ones((r % 2, 3), dtype=torch.int32) * r
+                                      for r in range(N)]))
+assert torch.equal(g_bool, torch.tensor([r % 2 == 0 for r in range(N)]))
+assert torch.equal(g_bf16, torch.cat([torch.arange(r * 2, dtype=torch.bfloat16).reshape(r, 2)
+                                      for r in range(N)]))
+if N > 1:    # lists that differ: the same error on every rank, naming the first odd rank
+    text = expect_raises(CollectiveMismatch, lambda: hvd.grouped_allgather(
+        mixed[:2] if R == N - 1 else mixed[:3]), f"rank {N - 1} passed 2 tensors, rank 0 3")
+    assert hvd.allgather_object(text) == [text] * N
+    still_works()
 ok("grouped")
 
 # --- reducescatter ---------------------------------------------------------------------------------
