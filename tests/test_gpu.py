@@ -169,9 +169,11 @@ def test_init_wraps_the_host_backend_for_gpu_workers(monkeypatch):
     monkeypatch.setattr(devices, "cuda_device_count", lambda: 2)
     monkeypatch.setitem(__import__("sys").modules, "cupy", None)     # CuPy not installed
     monkeypatch.setattr(pg, "_comm", None)
+    monkeypatch.setattr(devices, "_chosen", devices.chosen())       # init() chooses: undo
+    monkeypatch.setattr(pg, "_device", pg._device)
     comm = pg.init(backend="local")
     try:
-        assert pg.device() == "cuda:0"
+        assert pg.device() == "cuda:0" and devices.chosen() == "cuda:0"
         assert isinstance(comm, StagedCommunicator) and comm.host.backend == "local"
     finally:
         pg.shutdown()
