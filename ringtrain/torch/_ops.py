@@ -905,9 +905,78 @@ def grouped_reducescatter_async(tensors: Any, name: str | None = None, op: Any =
     rop = resolve_op(op, None, what)
     pre = _number(prescale_factor, what, "prescale_factor")
     post = _number(postscale_factor, what, "postscale_factor")
+    if rop not in (Sum, Average):
+        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    if any(t.is_cuda for t in ts):
+        key = _claim_name("grouped_reducescatter", name, what)
+        ids = [_reducescatter_async(t, rop, pre, post, what) for t in ts]
+        return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+    return _fused_reducescatter_async(ts, rop, pre, post, what, name)
+
+
+def _fused_reducescatter_async(ts: list[torch.Tensor], op: Any, prescale: float,
+                               postscale: float, what: str, name: Any) -> int:
+    """One reduce-scatter per dtype for the whole list. Rank r's parts of every tensor are
+    packed into segment r of a buffer of size() equal segments (zero-padded to the longest),
+    so the collective's even split hands every rank exactly its parts. A gathered signature
+    of the list makes every rank raise the same error when the lists differ (equal segment
+    sizes alone would not catch every difference)."""
+    for t in ts:
+        _convert.check_tensor(t, what)
+        if t.dim() == 0:
+            raise ValueError(f"{what}: every tensor must have at least one dimension (it is "
+                             f"split along dimension 0); reshape 0-d tensors to (1,)")
+    inputs = [_reduce_input(t, False, op, prescale, what) for t in ts]
+    group = comm()
+    world, rank = group.world_size, group.rank
+    signature = zlib.crc32(repr([(str(t.dtype), tuple(t.shape)) for t in ts]).encode())
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for i, (_, work) in enumerate(inputs):
+        by_dtype.setdefault(work.dtype, []).append(i)
+    rows = [[len(part) for part in np.array_split(np.arange(t.shape[0]), world)] for t in ts]
+    row_elems = [math.prod(t.shape[1:]) for t in ts]
+    plans = []
+    for dtype, members in by_dtype.items():
+        segment = max(sum(rows[i][r] * row_elems[i] for i in members) for r in range(world))
+        packed = torch.zeros(world * max(segment, 1), dtype=dtype)
+        for i in members:
+            flat = inputs[i][1].reshape(-1)
+            start = 0
+            for r in range(world):
+                size = rows[i][r] * row_elems[i]
+                offset = r * max(segment, 1) + sum(rows[j][r] * row_elems[j]
+                                                   for j in members[:members.index(i)])
+                packed[offset:offset + size] = flat[start:start + size]
+                start += size
+        plans.append((members, packed, _wire_op(op, packed)))
     key = _claim_name("grouped_reducescatter", name, what)
-    ids = [_reducescatter_async(t, rop, pre, post, what) for t in ts]
-    return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
+
+    def start() -> list:
+        handles = [group.allgather(np.array([signature], dtype=np.int64), async_op=True)]
+        handles += [group.reduce_scatter(_convert.as_array(packed), op=sent, async_op=True)
+                    for _, packed, sent in plans]
+        return handles
+
+    def finish(results: list) -> list[torch.Tensor]:
+        signatures = np.asarray(results[0]).tolist()
+        if len(set(signatures)) > 1:
+            odd = next(r for r, sig in enumerate(signatures) if sig != signatures[0])
+            raise CollectiveMismatch(
+                f"{what}: every rank must pass the same tensors (number, shapes, dtypes, "
+                f"order); rank {odd}'s list differs from rank 0's")
+        out: list[Any] = [None] * len(ts)
+        for (members, packed, sent), part in zip(plans, results[1:]):
+            mine = _convert.from_array(part, packed.dtype)
+            offset = 0
+            for i in members:
+                size = rows[i][rank] * row_elems[i]
+                piece = mine[offset:offset + size].reshape(rows[i][rank], *ts[i].shape[1:])
+                out[i] = _reduce_output(ts[i], inputs[i][0], piece, False, op, sent, world,
+                                        postscale)
+                offset += size
+        return out
+
+    return _register(_submit(key, start), finish, key, grouped=True)
 
 
 @takes_process_set

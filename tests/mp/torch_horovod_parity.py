@@ -156,6 +156,25 @@ assert torch.equal(parts[0], total(N)[R:R + 1])
 assert torch.equal(parts[1], total(2 * N)[2 * R:2 * R + 2])
 h = hvd.grouped_reducescatter_async([rank_input(N)], op=hvd.Sum)
 assert torch.equal(hvd.synchronize(h)[0], total(N)[R:R + 1])
+# One fused reduce-scatter per dtype: fewer rows than ranks, rows of several elements,
+# integers averaged (truncated), bfloat16 summed in float32.
+group = [rank_input(1), rank_input(10).reshape(5, 2), (R * 7 - torch.arange(3 * N + 1) - 5)
+         .to(torch.int32), torch.full((N + 2, 2), float(R + 1), dtype=torch.bfloat16)]
+for op in (hvd.Sum, hvd.Average):
+    got = hvd.grouped_reducescatter(group, op=op)
+    exp_int = sum((r * 7 - torch.arange(3 * N + 1) - 5) for r in range(N)).double()
+    exps = [total(1), total(10).reshape(5, 2), exp_int,
+            torch.full((N + 2, 2), float(N * (N + 1) // 2), dtype=torch.float64)]
+    for t, g, e in zip(group, got, exps):
+        if op is hvd.Average:
+            e = torch.trunc(e / N) if not t.is_floating_point() else e / N
+        mine = torch.from_numpy(np.array_split(e.numpy(), N)[R]).to(t.dtype)
+        assert g.dtype == t.dtype and g.shape == mine.shape and torch.equal(g, mine), (op, t, g)
+if N > 1:    # lists that differ: the same error on every rank
+    text = expect_raises(CollectiveMismatch, lambda: hvd.grouped_reducescatter(
+        [rank_input(4).reshape(2, 2) if R == N - 1 else rank_input(4)]), "differs from rank 0")
+    assert hvd.allgather_object(text) == [text] * N
+    still_works()
 for op, factor in ((hvd.Sum, N), (hvd.Average, 1)):
     # Horovod's gradient: this rank's part of the upstream gradient gathered from every rank,
     # times size() for a sum. Upstream gradient on rank k: (k + 1) everywhere.
