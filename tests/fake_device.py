@@ -80,6 +80,36 @@ class FakeDevice(_Proxy):
         return np.array(a).view(np.ndarray)
 
 
+class FakeDeviceArrays:
+    """The communicators' adapter (``ringtrain.comm.device.DeviceArrays``) for the stand-in's
+    arrays: with it registered, ``StagedCommunicator`` stages them through host buffers as it
+    stages CuPy arrays, and the host backend never sees a device array."""
+
+    name = "fake"
+    staged = 0      # arrays copied to host buffers for a collective
+
+    def owns(self, x):
+        return isinstance(x, DeviceArray)
+
+    def wire_dtype(self, x, reducing):
+        return np.dtype(x.dtype)
+
+    def shape(self, x):
+        return tuple(x.shape)
+
+    def empty(self, shape, like):
+        return np.empty(shape, like.dtype).view(DeviceArray)
+
+    def to_host(self, x, host):
+        type(self).staged += 1
+        host[...] = x.view(np.ndarray)
+
+    def from_host(self, host, like, out=None):
+        dst = out if out is not None else self.empty(like.shape, like)
+        dst.view(np.ndarray)[...] = host
+        return dst
+
+
 def pytest_configure(config):
     """``python -m pytest -p fake_device tests/test_core_ops.py ...`` (with ``tests`` on the
     path): every graph Session of the run computes on the stand-in, as on a machine with one

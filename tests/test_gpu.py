@@ -643,8 +643,9 @@ def test_py_func_gets_numpy_arrays_on_a_device(on_fake_gpu):
 @pytest.mark.mpi
 @pytest.mark.parametrize("script", ["strategy_graph_equiv.py", "strategy_keras_equiv.py"])
 def test_mirrored_strategy_on_the_device_namespace_matches_the_cpu(tmp_path, script):
-    """Two workers sharing one (stand-in) GPU, MirroredStrategy over the staged communicator:
-    the same initial and final weights and losses as the same job on the CPU, bit for bit."""
+    """Two workers sharing one (stand-in) GPU, MirroredStrategy over the staged communicator,
+    the gradients handed to it as device arrays: the same initial and final weights and
+    losses as the same job on the CPU, bit for bit."""
     from conftest import run_ringrun
 
     args = ["--optimizer", "sgd,adam", "--global-batch", "7"]
@@ -661,6 +662,8 @@ def test_mirrored_strategy_on_the_device_namespace_matches_the_cpu(tmp_path, scr
         fields = dict(f.split("=") for f in line[0].split()[1:])
         assert int(fields["sessions"]) >= 1 and fields["gpus"] == "[0]"
         assert int(fields["to_device"]) >= 5, line          # the batches went to the device
+        # the gradients reached the communicator as device arrays (staged, as CuPy's would be)
+        assert int(fields["staged"]) >= 5, line
     for optimizer in ("sgd", "adam"):
         for rank in range(2):
             name = f"{optimizer}_rank{rank}.npz"

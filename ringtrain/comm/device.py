@@ -139,7 +139,7 @@ ADAPTERS: list[DeviceArrays] = [CupyArrays(), TorchCudaArrays()]
 
 def adapter_for(x: Any) -> DeviceArrays | None:
     """The adapter of a device array, or None for host data (NumPy, lists, CPU tensors)."""
-    if isinstance(x, np.ndarray):
+    if type(x) is np.ndarray:       # the common case, at once (subclasses ask the adapters)
         return None
     for adapter in ADAPTERS:
         if adapter.owns(x):

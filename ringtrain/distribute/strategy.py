@@ -278,16 +278,24 @@ class StrategyExtended:
             return []
         start = time.perf_counter()
         weight = self._batch_weight
+        # GPU arrays (a Session on CuPy) stay on the device: array methods only, no NumPy
+        on_device = any(_on_device(a) for a in arrays)
         if summed:
             reduced = self.batch_allreduce(list(arrays), ReduceOp.SUM)
         elif weight is None:
             reduced = self.batch_allreduce(list(arrays), ReduceOp.AVG)
+        elif on_device:
+            reduced = self.batch_allreduce([_scaled(a, weight) for a in arrays], ReduceOp.SUM)
         else:
             scaled = [np.zeros_like(a) if weight == 0 else np.multiply(a, weight, dtype=a.dtype)
                       for a in (np.asarray(a) for a in arrays)]
             reduced = self.batch_allreduce(scaled, ReduceOp.SUM)
-        out = [np.asarray(r, dtype=np.asarray(a).dtype).reshape(np.shape(a))
-               for r, a in zip(reduced, arrays)]
+        if on_device:
+            out = [r.astype(a.dtype, copy=False).reshape(a.shape)
+                   for r, a in zip(reduced, arrays)]
+        else:
+            out = [np.asarray(r, dtype=np.asarray(a).dtype).reshape(np.shape(a))
+                   for r, a in zip(reduced, arrays)]
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
         return out
@@ -374,7 +382,7 @@ class MirroredExtended(StrategyExtended):
         if self.num_workers == 1 or not tensors:
             return tensors
         return _graph_py_op(lambda *arrays: self.reduce_gradient_arrays(list(arrays)),
-                            tensors, tensors, "ReplicaMean")
+                            tensors, tensors, "ReplicaMean", device_arrays=True)
 
     # The straggler report (comm/stragglers.py) for graph and Keras loops: a step ends at its
     # gradient all-reduce; the optimizer's updates, run after it in the same session call,
@@ -392,7 +400,7 @@ class MirroredExtended(StrategyExtended):
         recorder.add("comm", seconds)
         if recorder.timeline is not None:     # synchronous: queued when it starts
             recorder.timeline.bucket("AllReduceGradients", wall, wall, wall + seconds,
-                                     {"bytes": sum(np.asarray(a).nbytes for a in arrays),
+                                     {"bytes": sum(_nbytes(a) for a in arrays),
                                       "tensors": len(arrays)})
         recorder.step_done()
         return out
@@ -440,15 +448,43 @@ class MirroredExtended(StrategyExtended):
 
         def reduce(*arrays):
             # The variables' values (before this step's update) follow the gradients.
-            guard.step(lambda: list(zip(names, arrays[len(grads):])))
+            guard.step(lambda: list(zip(names, map(_on_host, arrays[len(grads):]))))
             return self._reduce_step(list(arrays[:len(grads)]), summed)
 
         reduced = _graph_py_op(reduce, grads + [v for _, _, v in live], grads,
-                               "AllReduceGradients")
+                               "AllReduceGradients", device_arrays=True)
         out = list(pairs)
         for (i, _, v), g in zip(live, reduced):
             out[i] = (g, v)
         return out
+
+
+def _on_device(array: Any) -> bool:
+    """True for a GPU array (CuPy's, or the tests' stand-in): anything but NumPy's arrays and
+    scalars and Python numbers."""
+    return type(array) is not np.ndarray and not isinstance(array, (np.generic, int, float))
+
+
+def _on_host(array: Any) -> np.ndarray:
+    """A NumPy copy of a GPU array (CuPy's ``get``); NumPy values as they are."""
+    if not _on_device(array):
+        return array
+    get = getattr(array, "get", None)
+    return get() if callable(get) else np.asarray(array)
+
+
+def _scaled(array: Any, weight: float) -> Any:
+    """``array * weight`` in the array's dtype, on its device (zeros for weight 0, even where
+    the array holds NaN: the rows it stands for are not this worker's)."""
+    if weight == 0:
+        zeros = array.copy()
+        zeros.fill(0)
+        return zeros
+    return (array * weight).astype(array.dtype, copy=False)
+
+
+def _nbytes(array: Any) -> int:
+    return array.nbytes if _on_device(array) else np.asarray(array).nbytes
 
 
 def _contiguous(array: Any) -> np.ndarray:
@@ -473,15 +509,18 @@ def _dense(grad: Any) -> Any:
     return grad
 
 
-def _graph_py_op(fn: Callable, inputs: list, like: list, name: str) -> list:
+def _graph_py_op(fn: Callable, inputs: list, like: list, name: str,
+                 device_arrays: bool = False) -> list:
     """One graph op running ``fn`` on the inputs' arrays; outputs shaped and typed as
     ``like`` (tensors, or ``(dtype, shape)`` pairs). It counts as stateful (never pruned as
-    dead, never folded)."""
+    dead, never folded). ``device_arrays``: on a GPU Session ``fn`` gets the GPU arrays
+    themselves (the communicator moves them over NCCL), not NumPy copies."""
     from ..core.ops.base import _make
 
     specs = [item if isinstance(item, tuple) else (item.dtype, item.shape) for item in like]
     op = _make("PyFunc", inputs, specs, name,
-                   {"func": fn, "Tout": [dtype for dtype, _ in specs], "single": False})
+               {"func": fn, "Tout": [dtype for dtype, _ in specs], "single": False,
+                "device_arrays": device_arrays})
     return list(op.outputs)
 
 

@@ -136,12 +136,13 @@ def _noop(rt, **_):
 
 
 @kernel("PyFunc")
-def _py_func(rt, func, Tout, single, stateful=True):
+def _py_func(rt, func, Tout, single, stateful=True, device_arrays=False):
     xp = rt.xp
     op = rt.op
     # On a GPU (CuPy) the function gets NumPy arrays, as TF's py_func does, and its results go
-    # back to the device.
-    to_host = getattr(xp, "asnumpy", None)
+    # back to the device; ``device_arrays`` (the distribution strategy's own ops) hands it the
+    # device arrays.
+    to_host = None if device_arrays else getattr(xp, "asnumpy", None)
 
     def run(*args):
         if to_host is not None:
