@@ -35,9 +35,10 @@ def test_a_job_writes_one_trace_with_a_process_per_rank_and_aligned_clocks(ringr
         steps = spans[rank, "training step"]
         assert [e["name"] for e in steps] == [f"step {i}" for i in range(1, STEPS + 1)]
         buckets = spans[rank, "bucket all-reduce (started-done)"]
-        # One bucket: Linear(4, 1)'s 5 float32 gradients and a flag per parameter (2).
+        # One bucket: Linear(4, 1)'s 5 float32 gradients and two flags per parameter (4: had a
+        # dense gradient, had a sparse one).
         assert [(e["args"]["bytes"], e["args"]["parameters"]) for e in buckets] == \
-            [(28, 2)] * STEPS
+            [(36, 2)] * STEPS
         assert len(spans[rank, "bucket queued (queued-started)"]) == STEPS
         assert len(spans[rank, "data wait"]) == STEPS
         assert len(spans[rank, "blocked in all-reduce"]) == STEPS
@@ -53,7 +54,7 @@ def test_a_job_writes_one_trace_with_a_process_per_rank_and_aligned_clocks(ringr
 
 @pytest.mark.parametrize("np_", [2])        # the test above runs 3 ranks
 def test_each_bucket_all_reduce_is_marked_queued_started_and_done(ringrun, tmp_path, np_):
-    # A bucket per parameter (six) and one of a float flag per parameter: each step, every
+    # A bucket per parameter (six) and one of two float flags per parameter: each step, every
     # bucket is queued when its gradients are ready, started when the communication thread
     # reaches it (after the buckets before it: one collective at a time) and done; its bytes
     # are its parameter's floats.
@@ -78,8 +79,8 @@ def test_each_bucket_all_reduce_is_marked_queued_started_and_done(ringrun, tmp_p
         assert len(running) == len(waiting) == 7 * steps, (rank, len(running), len(waiting))
         for step in range(steps):
             ran = sorted(running[7 * step:7 * step + 7], key=lambda e: e["ts"])
-            # float32: Linear(4, 3) 12 + 3, Linear(3, 2) 6 + 2, Linear(2, 1) 2 + 1; 6 flags
-            assert sorted(e["args"]["bytes"] for e in ran) == [4, 8, 8, 12, 24, 24, 48], ran
+            # float32: Linear(4, 3) 12 + 3, Linear(3, 2) 6 + 2, Linear(2, 1) 2 + 1; 12 flags
+            assert sorted(e["args"]["bytes"] for e in ran) == [4, 8, 8, 12, 24, 48, 48], ran
             for e in ran:
                 a = e["args"]
                 assert a["queued_us"] <= a["started_us"] <= a["done_us"], a
