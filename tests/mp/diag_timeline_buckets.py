@@ -1,7 +1,8 @@
 """Worker for tests/test_timeline.py: a torch MLP (Linear 4->3->2->1: six parameters, 26
 floats) trained ``STEPS`` (argv[1]) steps with hvd.DistributedOptimizer; run with
-RINGTRAIN_BUCKET_BYTES=0 (a bucket per parameter) and RINGTRAIN_TIMELINE, so every step's trace
-holds six bucket all-reduces, each with its queued, started and done marks. Inputs depend on
+RINGTRAIN_BUCKET_BYTES=0 (a bucket per parameter, and one of the flags) and RINGTRAIN_TIMELINE,
+so every step's trace holds seven bucket all-reduces, each with its queued, started and done
+marks. Inputs depend on
 the rank. Prints ``STEPS <n>``."""
 
 import sys
