@@ -60,11 +60,12 @@ DELIVER_SECONDS = 0.25
 
 
 def deliver_sent(seconds: float = DELIVER_SECONDS) -> None:
-    """Before a rank ends without MPI_Finalize (os._exit): let the messages it already sent
-    reach their peers. Transports with manual progress (OFI's tcp provider between machines)
-    queue a completed send and write it out only while the sender calls into MPI; exiting at
-    once drops it, and the peer that needed it (e.g. the rank that left first, in its shutdown
-    exchange) then waits forever instead of ending with its own exit code."""
+    """Before a rank of a joined world (a cluster, torchrun's processes) ends without
+    MPI_Finalize (os._exit): let the messages it already sent reach their peers. Transports with
+    manual progress (OFI's tcp provider between the groups) queue a completed send and write it
+    out only while the sender calls into MPI; exiting at once drops it, and the peer that needed
+    it (e.g. the rank that left first, in its shutdown exchange) then waits forever instead of
+    ending with its own exit code. (The ranks of one mpiexec job share memory: no such help.)"""
     if "mpi4py.MPI" not in sys.modules:
         return
     from mpi4py import MPI

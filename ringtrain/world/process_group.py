@@ -26,6 +26,9 @@ _comm: Communicator | None = None
 _device = "cpu"
 _lock = threading.RLock()
 _hooks_installed = False
+#: The world was joined from separately started groups (a cluster, torchrun's processes): its
+#: groups talk over MPI's network transport, which may need help to deliver at an abrupt exit.
+_joined = False
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def init(backend: str | None = None, comm: Any = None, check: bool | None = None
     instead of ``COMM_WORLD``. ``check``: contract checks on every collective (default
     ``RINGTRAIN_CHECK_COLLECTIVES``, on).
     """
-    global _comm, _device
+    global _comm, _device, _joined
     with _lock:
         if _comm is not None:
             return _comm
@@ -170,6 +173,7 @@ def init(backend: str | None = None, comm: Any = None, check: bool | None = None
         if chosen in ("auto", "nccl"):     # NCCL moves GPU arrays; a host backend the rest
             chosen = "mpi" if several else "local"
         host = _build(chosen, launch, plan, comm, check)
+        _joined = plan is not None
         try:
             _device = devices.choose(host.local_rank)
             _comm = _on_device(host, requested, _device)
@@ -208,9 +212,10 @@ def _install_hooks() -> None:
                     # MPI lost contact with a peer (it died, or its connection dropped): this
                     # rank fails because another did, which ringrun should name instead.
                     watchdog.tell_launcher("peer_lost")
-                from ..comm import mpi
+                if _joined:
+                    from ..comm import mpi
 
-                mpi.deliver_sent()
+                    mpi.deliver_sent()
                 os._exit(1)
             from mpi4py import MPI
 
@@ -242,7 +247,8 @@ def _atexit() -> None:
                 # mpi4py was imported before ringtrain and will call MPI_Finalize, which
                 # would wait forever: end now (the program's own exit code is unknown here).
                 sys.stdout.flush()
-                mpi.deliver_sent()
+                if _joined:
+                    mpi.deliver_sent()
                 os._exit(1)
 
 
