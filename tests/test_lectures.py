@@ -816,8 +816,15 @@ def test_l5_tf_config_set_by_the_program_joins_two_machines(tmp_path):
     procs = [subprocess.Popen([sys.executable, str(program), workers, str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True) for i in (0, 1)]
+    outs: list[str] = []
     try:
-        outs = [p.communicate(timeout=90)[0] for p in procs]
+        for p in procs:
+            outs.append(p.communicate(timeout=90)[0])
+    except subprocess.TimeoutExpired:
+        for p in procs[len(outs):]:       # what the stuck machines had said, for the report
+            os.killpg(p.pid, 9)
+            outs.append(p.communicate()[0])
+        pytest.fail("a machine did not finish within 90 s:\n" + "\n---\n".join(outs))
     finally:
         for p in procs:
             if p.poll() is None:
