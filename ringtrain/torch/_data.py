@@ -38,11 +38,9 @@ def _epoch_order(source: Any, seed: int, epoch: int) -> list:
         return list(source)
 
 
-class ShardSampler(Sampler):
-    """This worker's share of ``source`` (a sampler of indices, or a loader's custom batch
-    sampler), in the order shared by every rank and padded so every rank runs the same number
-    of steps; ``set_epoch`` picks the epoch's shuffle; ``start`` items of the next pass are
-    skipped (resuming mid-epoch)."""
+class _EpochSampler(Sampler):
+    """What both samplers share: this rank's place, the seed, the epoch whose shuffle
+    ``set_epoch`` picks, and ``start``, where the next pass begins (resuming mid-epoch)."""
 
     def __init__(self, source: Any, rank: int, world_size: int, seed: int = 0):
         self.source = source
@@ -55,6 +53,13 @@ class ShardSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+
+class ShardSampler(_EpochSampler):
+    """This worker's share of ``source`` (a sampler of indices, or a loader's custom batch
+    sampler), in the order shared by every rank and padded so every rank runs the same number
+    of steps; ``set_epoch`` picks the epoch's shuffle; ``start`` items of the next pass are
+    skipped (resuming mid-epoch)."""
+
     def __iter__(self) -> Iterator:
         order = _epoch_order(self.source, self.seed, self.epoch)
         return iter(shard_indices(order, self.rank, self.world_size)[self.start:])
@@ -63,7 +68,7 @@ class ShardSampler(Sampler):
         return math.ceil(len(self.source) / self.world_size)
 
 
-class GlobalBatchSampler(Sampler):
+class GlobalBatchSampler(_EpochSampler):
     """``split_batches``: the epoch's order (shared by every rank) cut into global batches of
     ``global_batch`` indices, the last one padded with indices from the start of the order
     (or dropped, ``drop_last``); rank r gets part r of each (``global_batch / world_size``
@@ -72,17 +77,9 @@ class GlobalBatchSampler(Sampler):
 
     def __init__(self, source: Any, global_batch: int, drop_last: bool, rank: int,
                  world_size: int, seed: int = 0):
-        self.source = source
+        super().__init__(source, rank, world_size, seed)
         self.global_batch = global_batch
         self.drop_last = drop_last
-        self.rank = rank
-        self.world_size = world_size
-        self.seed = seed
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[list]:
         order = _epoch_order(self.source, self.seed, self.epoch)
