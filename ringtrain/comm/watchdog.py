@@ -295,7 +295,8 @@ class Watchdog:
             machine, pid, path = self.peers[r]
             if machine != here or path is None:
                 continue
-            state = _thread_state(pid)
+            sample = _thread_state(pid)
+            state = sample[0] if sample is not None else None
             if state is None:
                 found[r] = "gone"
             elif state in "TtDZ":           # its handler cannot run now
@@ -325,6 +326,9 @@ _STATES = {"T": "stopped (state T)", "t": "stopped by a debugger (state t)",
            "D": "blocked in I/O (state D: uninterruptible)", "Z": "exited (zombie)"}
 #: x86-64 system calls a waiting main thread sits in, by what they mean.
 _SLEEP_CALLS = {35, 230}
+#: Seconds over which a late rank that is not running at the moment must use no CPU time to
+#: count as waiting rather than computing.
+BUSY_WINDOW = 0.1
 _IO_CALLS = {0, 1, 7, 17, 18, 19, 20, 23, 43, 45, 47, 61, 202, 232, 247, 270, 271, 281, 288}
 _HEADER = re.compile(r"^(?:Current thread|Thread) 0x([0-9a-f]+)", re.MULTILINE)
 _FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
@@ -374,13 +378,24 @@ def _remove_dump_file() -> None:
         _dump["path"] = None
 
 
-def _thread_state(pid: int) -> str | None:
-    """The state letter of ``pid``'s main thread, or None once it is gone."""
+def _thread_state(pid: int) -> tuple[str, int] | None:
+    """The state letter of ``pid``'s main thread and the CPU ticks it has used, or None once
+    it is gone."""
     try:
         stat = Path(f"/proc/{pid}/task/{pid}/stat").read_bytes()
     except OSError:
         return None
-    return stat.rpartition(b")")[2].split()[0].decode()
+    fields = stat.rpartition(b")")[2].split()
+    return fields[0].decode(), int(fields[11]) + int(fields[12])    # state, utime + stime
+
+
+def _computes(pid: int, ticks: int) -> bool:
+    """Whether ``pid``'s main thread used CPU time within BUSY_WINDOW: a thread that computes
+    in Python also waits for the GIL now and then (a futex, like a lock), so one look at its
+    state can catch it waiting."""
+    time.sleep(BUSY_WINDOW)
+    later = _thread_state(pid)
+    return later is not None and later[1] > ticks
 
 
 def _read_dumps(dumps: dict[int, tuple[int, str, int]]) -> dict[int, tuple[str, str]]:
@@ -456,9 +471,10 @@ def _describe(pid: int, dump: tuple[str, str] | None, elsewhere: int) -> str:
             where = f" at {_short(filename)}:{line} in {function}"
             inside = frames[i - 1] if i > 0 else None
             break
-    state = _thread_state(pid)
-    if state is None:
+    sample = _thread_state(pid)
+    if sample is None:
         return "gone"
+    state, ticks = sample
     if state in _STATES:
         return _STATES[state] + where
     ringtrain_dir = str(Path(__file__).resolve().parents[1]) + os.sep
@@ -466,7 +482,7 @@ def _describe(pid: int, dump: tuple[str, str] | None, elsewhere: int) -> str:
         if elsewhere:
             return f"waiting in {inside[2]} #{elsewhere} of another communicator{where}"
         return f"in ringtrain's {inside[2]}{where}"
-    if state == "R":
+    if state == "R" or _computes(pid, ticks):
         return f"computing{where}"
     call = _syscall(pid)
     if call in _SLEEP_CALLS:
