@@ -108,3 +108,14 @@ def test_async_allreduce_in_place_on_torch_views(ringrun):
     res = ringrun(2, "tests/mp/comm_torch_views.py", timeout=90).check()
     for rank in range(2):
         assert f"TORCH-OK rank={rank}" in res.stdout_of(rank), res.describe()
+
+
+@pytest.mark.parametrize("np_", [2, 3, 4])
+def test_one_step_and_ring_all_reduces_interleave_through_the_same_slots(ringrun, np_):
+    # without the contract check: its exchange at the start of every call would line the ranks
+    # up and hide a step that waits for too few of them
+    res = ringrun(np_, "tests/mp/comm_one_shot.py", env={"RINGTRAIN_CHECK_COLLECTIVES": "0"},
+                  timeout=90).check()
+    for rank in range(np_):
+        lines = [ln for ln in res.stdout_of(rank) if ln.startswith("ONE-SHOT-OK")]
+        assert lines == [f"ONE-SHOT-OK rank={rank} calls=400 shared_memory=True"], res.describe()

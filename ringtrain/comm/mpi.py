@@ -94,14 +94,17 @@ class MPICommunicator(CommunicatorBase):
     #: elements of a ring step travel in segments of this many bytes, so that the receive of
     #: segment k+1 is under way while segment k is reduced, and the scratch stays in cache
     segment_bytes = 1 << 20
-    #: "auto" uses the ring from this message size up (bytes), MPI_Allreduce below it; the
-    #: crossovers measured at np=2 on a 2-core VM (MPICH 5.0.2): 64 KiB through shared memory,
-    #: 512 KiB over MPI messages
-    auto_ring_bytes = 64 << 10
+    #: "auto" uses the ring from this message size up (bytes), MPI_Allreduce below it. Through
+    #: shared memory the ring (one step for small messages) was as fast as MPI_Allreduce or
+    #: faster from 256 B at np 2 and 3, over MPI messages from 512 KiB (2-core VM, MPICH 5.0.2)
+    auto_ring_bytes = 1 << 10
     auto_ring_p2p_bytes = 512 << 10
     #: on one node the ring moves data through a shared-memory window instead of MPI
     #: messages, in blocks of world_size x this many bytes ("p2p" forces MPI messages)
     shm_chunk_bytes = 1 << 19
+    #: on one node, messages up to this size take a single step (``_one_shot_shm``): one
+    #: barrier instead of the ring's 2 (N - 1), which is what small messages pay for
+    one_shot_bytes = 64 << 10
     #: out-of-place results from this size up are written with streaming stores (kernels.copy):
     #: from there the sources and results of the node's ranks outgrow the last-level cache, so
     #: the destination is cold and ordinary stores would read every line of it first. None:
@@ -220,7 +223,10 @@ class MPICommunicator(CommunicatorBase):
     def _allreduce(self, src: np.ndarray, dst: np.ndarray, op: ReduceOp, alg: str) -> None:
         if alg == "ring":
             if self._shm is not None and self.ring_transport != "p2p":
-                self._ring_shm(src, dst, op)
+                if dst.nbytes <= min(self.one_shot_bytes, self._shm.chunk_bytes):
+                    self._one_shot_shm(src, dst, op)
+                else:
+                    self._ring_shm(src, dst, op)
                 return
             self._ring(src, dst, ring.chunk_bounds(dst.size, self.world_size),
                        ring.allreduce_owned(self.rank, self.world_size), op, allgather=True)
@@ -356,6 +362,34 @@ class MPICommunicator(CommunicatorBase):
             # the right neighbour finished reading before the previous barrier.
         shm.slot = slot
 
+    def _one_shot_shm(self, src: np.ndarray, dst: np.ndarray, op: ReduceOp) -> None:
+        """A small message on one node in a single step: every rank writes its whole input into
+        its slot, waits until every rank has, and reduces all the slots itself, in rank order, so
+        every rank computes the same result bit for bit (the ring needs 2 (N - 1) barriers,
+        each a round trip between cores, which is all a small message costs).
+
+        Slot reuse: a rank rewrites this slot two barriers later; with N <= 3 every barrier
+        includes every rank (all are ring neighbours), so all reads of it are done by then.
+        With more ranks the ring's next barrier involves neighbours only, so a barrier of all
+        ranks after the reads keeps a farther rank from reading a rewritten slot.
+        """
+        n = self.world_size
+        if dst.size == 0:
+            return
+        shm = self._shm
+        slot = shm.slot
+        parts = [views[slot][:src.size] for views in shm.slots_of_every_rank(src.dtype)]
+        parts[self.rank][...] = src
+        shm.sync_all()
+        divisor = n if op is ReduceOp.AVG else 1
+        reduce3 = kernels.reduce3
+        reduce3(dst, parts[0], parts[1], op, divisor if n == 2 else 1)
+        for i in range(2, n):
+            reduce3(dst, dst, parts[i], op, divisor if i == n - 1 else 1)
+        if n > 3:
+            shm.sync_all()
+        shm.slot = slot ^ 1
+
     def _broadcast(self, buf: np.ndarray, root: int) -> None:
         self._comm.Bcast(buf, root)
 
@@ -472,22 +506,24 @@ class _SharedSlots:
         self.chunk_bytes = chunk_bytes
         self.win = MPI.Win.Allocate_shared(2 * chunk_bytes + _FLAG_BYTES, 1, comm=node)
         self.win.Lock_all(MPI.MODE_NOCHECK)
-        # ring neighbours are ranks of ``comm``; find their place in the node's window
+        # every rank's segment, in the order of ``comm`` (whose ranks the ring's schedule names)
         n = comm.Get_size()
         me = comm.Get_rank()
-        node_left, node_right = comm.Get_group().Translate_ranks(
-            [(me - 1) % n, (me + 1) % n], node.Get_group())
-        mine = self._segment(node.Get_rank())
-        self._mine = mine[:2 * chunk_bytes]
-        self._left = self._segment(node_left)[:2 * chunk_bytes]
+        every = [self._segment(r) for r in comm.Get_group().Translate_ranks(
+            list(range(n)), node.Get_group())]
+        self._me, self._left = me, (me - 1) % n
+        self._every = [seg[:2 * chunk_bytes] for seg in every]
         self._views: dict = {}
         self.slot = 0
         # The step barrier: neighbour flags through the C kernels (kernels.step), else MPI's
         # barrier over the node. Every rank loads the same build, so all use the same one.
         self._step = kernels.step
         self._steps = 0
-        self._flags = [self._flag(seg) for seg in (mine, self._segment(node_left),
-                                                   self._segment(node_right))]
+        self._flags = [self._flag(every[r]) for r in (me, self._left, (me + 1) % n)]
+        # the other ranks' flags in pairs, for the barrier of every rank (sync_all)
+        others = [self._flag(seg) for r, seg in enumerate(every) if r != me]
+        self._other_flags = [(others[i], others[min(i + 1, len(others) - 1)])
+                             for i in range(0, len(others), 2)]
         self._flags[0][0] = 0
         self._barrier()
 
@@ -498,18 +534,29 @@ class _SharedSlots:
     def _flag(self, segment: np.ndarray) -> np.ndarray:
         return segment[2 * self.chunk_bytes:2 * self.chunk_bytes + 8].view(np.uint64)
 
-    def views(self, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """([my slot 0, my slot 1], [left's slot 0, left's slot 1]) as ``dtype`` arrays."""
+    def slots_of_every_rank(self, dtype: np.dtype) -> list[list[np.ndarray]]:
+        """[slot 0, slot 1] of every rank, in communicator order, as ``dtype`` arrays."""
         got = self._views.get(dtype)
         if got is None:
             c = self.chunk_bytes
             count = c // dtype.itemsize * dtype.itemsize
-
-            def split(seg):
-                return [seg[i * c:i * c + count].view(dtype) for i in (0, 1)]
-
-            got = self._views[dtype] = (split(self._mine), split(self._left))
+            got = self._views[dtype] = [[seg[i * c:i * c + count].view(dtype) for i in (0, 1)]
+                                        for seg in self._every]
         return got
+
+    def views(self, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """([my slot 0, my slot 1], [left's slot 0, left's slot 1]) as ``dtype`` arrays."""
+        every = self.slots_of_every_rank(dtype)
+        return every[self._me], every[self._left]
+
+    def sync_all(self) -> None:
+        """Returns once every rank of the node has reached this step."""
+        if self._step is None:
+            self._barrier()
+            return
+        self._steps += 1
+        for a, b in self._other_flags:
+            self._step(self._flags[0], a, b, self._steps)
 
     def sync(self) -> None:
         """Returns once both ring neighbours have written their slots of this step and read
@@ -528,7 +575,7 @@ class _SharedSlots:
 
     def free(self) -> None:
         self._views.clear()
-        self._mine = self._left = None
+        self._every = []
         self._flags = []
         self.win.Unlock_all()
         self.win.Free()

@@ -54,6 +54,10 @@ DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8, np.i
 LENGTHS = sorted({0, 1, 2, N - 1, N + 1, 7, 13, 97, 1031})
 ALGS = ["ring", "ring-p2p", "native", "auto"]
 STREAM_BYTES = getattr(c, "stream_bytes", None)
+#: "ring" and "ring-stream" take the multi-step ring at every length, "ring-one-shot" the
+#: single step at every length; "auto" mixes them (up to 64 bytes in one step), so one path's
+#: use of the shared slots follows the other's
+ONE_SHOT_BYTES = {"ring": 0, "ring-stream": 0, "ring-one-shot": 1 << 20, "auto": 64}
 
 
 def use(name):
@@ -63,11 +67,12 @@ def use(name):
     if hasattr(c, "ring_transport"):
         c.ring_transport = "p2p" if name == "ring-p2p" else "auto"
         c.stream_bytes = 0 if name == "ring-stream" else STREAM_BYTES
+        c.one_shot_bytes = ONE_SHOT_BYTES.get(name, 0)
     return name.split("-")[0]
 
 
 # --- allreduce: every algorithm x dtype x op x length -------------------------------------------
-for name in ALGS + ["ring-stream"]:
+for name in ALGS + ["ring-one-shot", "ring-stream"]:
     alg = use(name)
     for dt in DTYPES:
         k, _ = scale_for(dt)
