@@ -368,6 +368,7 @@ class CommunicatorBase(Communicator):
                     f"{', '.join(map(str, departed))} ended without calling join()")
                 error.departed = departed
                 raise error
+            served[0] += 1      # refused calls count too: the rank joined before them
             if (C.join_refusal(calls[0], joined) or C.describe_mismatch(calls, False)
                     or any(r[C.F_FLAGS] & C.FLAG_INVALID for r in calls)):
                 return None     # the others raise CollectiveMismatch; no data moves
@@ -375,7 +376,6 @@ class CommunicatorBase(Communicator):
             zeros = _flat(np.zeros(shape, dtype))
             if zeros.size:
                 self._allreduce(zeros, zeros, op, alg)      # in place, as src is dst
-            served[0] += 1
             return None
 
         while True:

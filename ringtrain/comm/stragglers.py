@@ -148,19 +148,25 @@ def _ms(seconds: float) -> str:
 
 
 _current: StepRecorder | None = None
+# One recorder per communicator (keyed by id, checked by identity): creating one is a
+# collective of that communicator's ranks, so whether it exists must not depend on what else
+# this rank did (a member of a process set also uses the world's).
+_recorders: dict[int, StepRecorder] = {}
 
 
 def recorder_for(group: Any) -> StepRecorder | None:
     """The process's recorder for ``group``, created on first use (a collective: call it at
-    the same point on every rank); None when neither the report nor the timeline is on, or
-    the world is one process."""
+    the same point on every rank of ``group``); None when neither the report nor the timeline
+    is on, or the group is one process."""
     global _current
     timeline = env.get("RINGTRAIN_TIMELINE")
     if group.world_size < 2 or not (env.get("RINGTRAIN_REPORT_EVERY") or timeline):
         return None
-    if _current is None or _current.group is not group:
-        _current = StepRecorder(group, timeline=timeline)
-    return _current
+    recorder = _recorders.get(id(group))
+    if recorder is None or recorder.group is not group:
+        recorder = _recorders[id(group)] = StepRecorder(group, timeline=timeline)
+    _current = recorder
+    return recorder
 
 
 def current() -> StepRecorder | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from ..errors import CommError as HorovodInternalError
 from ..world import process_group as _pg
 from ._chief import SummaryWriter, load_checkpoint, save_checkpoint
 from ._compression import Compression
@@ -192,6 +193,11 @@ def rocm_built() -> bool:
     return False
 
 
+def sycl_built() -> bool:
+    """False: no SYCL (Intel GPU) support."""
+    return False
+
+
 def ddl_built() -> bool:
     return False
 
@@ -207,6 +213,7 @@ __all__ = [
     "Compression",
     "DistributedDataLoader",
     "DistributedOptimizer",
+    "HorovodInternalError",
     "Max",
     "Min",
     "ProcessSet",
@@ -269,5 +276,6 @@ __all__ = [
     "shutdown",
     "size",
     "sparse_allreduce_async",
+    "sycl_built",
     "synchronize",
 ]

@@ -296,6 +296,10 @@ class GradientEngine:
         # and the sparse gradients of every rank are gathered at the end of the round.
         self.sparse_as_dense = bool(sparse_as_dense)
         self._sparse: dict[int, _Slot] = {}     # position -> slot with a sparse .grad here
+        # sparse_as_dense: parameters whose sparse .grad travelled dense this round; their
+        # average is made sparse again before the update (Horovod's documented behaviour:
+        # torch.optim.SparseAdam takes sparse gradients only).
+        self._densified: dict[int, torch.Tensor] = {}
         self._hooks: list[Any] = []
         self.replicas = ReplicaGuard(self.comm, what)
 
@@ -386,8 +390,9 @@ class GradientEngine:
 
     # --- during backward --------------------------------------------------------------------
 
-    @staticmethod
-    def _reseat(p: torch.Tensor, view: torch.Tensor, grad: torch.Tensor) -> None:
+    def _reseat(self, p: torch.Tensor, view: torch.Tensor, grad: torch.Tensor) -> None:
+        if grad.is_sparse:
+            self._densified[id(p)] = p
         view.copy_(grad.detach().to_dense() if grad.is_sparse else grad.detach())
         p.grad = view
 
@@ -571,11 +576,14 @@ class GradientEngine:
             for slot in sorted(self.slots.values(), key=lambda s: s.position):
                 if flags[n + slot.position] > 0:     # some rank had a sparse gradient
                     self._gather_sparse(slot, dense=flags[slot.position] > 0)
+            for p in self._densified.values():
+                p.grad = p.grad.to_sparse()
         finally:
             for bucket in buckets:
                 bucket.reset()
             self._no_grad = []
             self._sparse = {}
+            self._densified = {}
             self._next = 0
             self._passes = 0
         self._rounds_since_step += 1

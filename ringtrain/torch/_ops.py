@@ -189,6 +189,14 @@ def _register(handles: Any, finish: Callable[[Any], Any], key: tuple | None = No
     return handle_id
 
 
+class _CallableHandle(int):
+    """A handle that is also a function: Horovod's ``sparse_allreduce_async`` returns one that
+    waits and returns the result when called; ``handle()`` is ``synchronize(handle)``."""
+
+    def __call__(self) -> Any:
+        return synchronize(self)
+
+
 def poll(handle: int) -> bool:
     """True when the async operation behind ``handle`` has finished (synchronize won't block)."""
     with _handle_lock:
@@ -791,7 +799,8 @@ def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: An
                            process_set: Any = None) -> int:
     """Start reducing a sparse COO tensor over all workers as Horovod does: every worker's
     indices and values are gathered (values divided by size() for an average) and
-    ``synchronize`` returns the sparse sum (uncoalesced: duplicate indices add up)."""
+    ``synchronize`` returns the sparse sum (uncoalesced: duplicate indices add up). The
+    handle can also be called, as Horovod's: ``handle()`` waits and returns the result."""
     what = "sparse_allreduce_async"
     rop = resolve_op(op, None, what)
     if rop not in (Sum, Average):
@@ -813,7 +822,7 @@ def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: An
         return torch.sparse_coo_tensor(indices.t(), values, tensor.shape,
                                        check_invariants=False)
 
-    return _register([], finish, key, grouped=True)
+    return _CallableHandle(_register([], finish, key, grouped=True))
 
 
 # --- reducescatter ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters
 from ._ops import Average, _check_root, _number, comm, comm_for, resolve_op
+from ._process_sets import excludes_me
 from ._process_sets import resolve as resolve_process_set
 
 # --- fused broadcast of many tensors -------------------------------------------------------------
@@ -217,7 +218,7 @@ def _fill_tensors(obj: Any, tensors: Iterator[torch.Tensor]) -> Any:
 class _DistributedOptimizer:
     """Mixed into the wrapped optimizer's class: Horovod's extra methods."""
 
-    _ringtrain_engine: GradientEngine
+    _ringtrain_engine: GradientEngine | None   # None: this worker is outside the process set
 
     def synchronize(self) -> None:
         """Wait until the gradients are averaged (they already are when backward() returned,
@@ -225,6 +226,8 @@ class _DistributedOptimizer:
         inspected or clipped before ``step()``, which then belongs inside
         ``skip_synchronize()`` (else it warns, as Horovod does)."""
         engine = self._ringtrain_engine
+        if engine is None:
+            return
         engine.synchronize()
         engine.user_synchronized = True
 
@@ -233,6 +236,9 @@ class _DistributedOptimizer:
         """``step()`` inside this context does not average gradients (use after an explicit
         ``synchronize()``)."""
         engine = self._ringtrain_engine
+        if engine is None:
+            yield
+            return
         engine.skip = True
         try:
             yield
@@ -305,7 +311,8 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     are sized by ``bucket_bytes``, default ``RINGTRAIN_BUCKET_BYTES``, else Horovod's
     ``HOROVOD_FUSION_THRESHOLD``).
     Parameters are not broadcast here: call ``broadcast_parameters`` and
-    ``broadcast_optimizer_state`` as in Horovod.
+    ``broadcast_optimizer_state`` as in Horovod. ``process_set``: gradients are averaged over
+    its members; a worker outside it steps with its own gradients (as in Horovod).
     """
     what = "DistributedOptimizer"
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -323,15 +330,17 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
                          f"{op!r}); drop the factor or average")
     if factor <= 0:
         raise ValueError(f"{what}: gradient_predivide_factor must be > 0, got {factor}")
-    chosen = resolve_process_set(process_set, what)
-    if bucket_bytes is None:
-        bucket_bytes = _horovod_fusion_threshold()
     named = _named_for_optimizer(optimizer, named_parameters, what)
-    engine = GradientEngine(named, op=rop, compression=compression,
-                            backward_passes_per_step=backward_passes_per_step,
-                            predivide=factor, bucket_bytes=bucket_bytes, what=what,
-                            group=None if chosen is None else chosen.comm,
-                            sparse_as_dense=bool(sparse_as_dense))
+    engine = None       # a worker outside the process set steps with its own gradients
+    if not excludes_me(process_set):
+        chosen = resolve_process_set(process_set, what)
+        if bucket_bytes is None:
+            bucket_bytes = _horovod_fusion_threshold()
+        engine = GradientEngine(named, op=rop, compression=compression,
+                                backward_passes_per_step=backward_passes_per_step,
+                                predivide=factor, bucket_bytes=bucket_bytes, what=what,
+                                group=None if chosen is None else chosen.comm,
+                                sparse_as_dense=bool(sparse_as_dense))
     base = type(optimizer)
     cls = type(base.__name__, (_DistributedOptimizer, base), {"__module__": base.__module__})
     wrapped = cls.__new__(cls)
@@ -339,5 +348,10 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     # on it keeps working); a step wrapper a scheduler put on the instance stays behind.
     wrapped.__dict__.update({k: v for k, v in optimizer.__dict__.items()
                              if k not in ("step", "zero_grad")})
-    engine.attach(wrapped)
+    # Horovod's attribute: each parameter's name (the allreduce name in Horovod).
+    wrapped._parameter_names = {p: name for name, p in named}
+    if engine is None:
+        wrapped._ringtrain_engine = None
+    else:
+        engine.attach(wrapped)
     return wrapped

@@ -25,7 +25,8 @@ from ..world import process_group
 
 class ProcessSet:
     """``hvd.ProcessSet(ranks)``: the workers with these global ranks. Usable in collectives
-    once registered (``add_process_set``, or ``init(process_sets=[...])``)."""
+    once registered (``add_process_set``, or ``init(process_sets=[...])``). An empty set may
+    be registered (e.g. the odd ranks of a world of one); it has no members to call it."""
 
     def __init__(self, ranks: Sequence[int]):
         if isinstance(ranks, (str, bytes)) or not isinstance(ranks, Sequence) or any(
@@ -33,8 +34,8 @@ class ProcessSet:
             raise TypeError(f"ProcessSet: ranks must be a list of int ranks, got {ranks!r} "
                             f"(an mpi4py communicator is not supported: pass its ranks)")
         self.ranks = sorted(set(ranks))
-        if not self.ranks or self.ranks[0] < 0:
-            raise ValueError(f"ProcessSet: ranks must be non-empty and >= 0, got {ranks!r}")
+        if self.ranks and self.ranks[0] < 0:
+            raise ValueError(f"ProcessSet: ranks must be >= 0, got {ranks!r}")
         self.process_set_id: int | None = None
         self.comm: Any = None           # this worker's communicator for the set (members)
 
@@ -121,6 +122,14 @@ def resolve(process_set: Any, what: str) -> ProcessSet | None:
     return process_set
 
 
+def excludes_me(process_set: Any) -> bool:
+    """True for a registered set this worker is not a member of."""
+    return (isinstance(process_set, ProcessSet) and process_set is not global_process_set
+            and process_set.process_set_id is not None
+            and _registered.get(process_set.process_set_id) is process_set
+            and process_set.comm is None)
+
+
 def takes_process_set(fn: Callable) -> Callable:
     """Run ``fn`` with its ``process_set=`` argument as the current set (omitted: the
     caller's, i.e. the world's for a user's call)."""
@@ -148,7 +157,7 @@ def add_process_set(process_set: ProcessSet | Sequence[int]) -> ProcessSet:
     what = "add_process_set"
     if ps.process_set_id is not None:
         raise ValueError(f"{what}: {ps!r} is already registered")
-    if ps.ranks[-1] >= world.world_size:
+    if ps.ranks and ps.ranks[-1] >= world.world_size:
         raise ValueError(f"{what}: ranks {ps.ranks} are not all ranks of this job of "
                          f"{world.world_size} worker(s)")
     everyone = world.allgather_object(ps.ranks)
@@ -172,7 +181,7 @@ def _sub_communicator(world: Any, ranks: list[int]) -> Any:
     """The members' communicator over ``ranks`` (None on the other workers)."""
     member = world.rank in ranks
     if world.world_size == 1:
-        return world
+        return world if member else None
     intracomm = getattr(world, "_comm", None)
     if intracomm is None:
         raise NotImplementedError(f"add_process_set: process sets need the MPI backend; this "
