@@ -10,6 +10,7 @@ as in Horovod, and results come in the set's rank order.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import functools
@@ -174,7 +175,16 @@ def add_process_set(process_set: ProcessSet | Sequence[int]) -> ProcessSet:
     with _lock:
         ps.process_set_id = next(_ids)
         _registered[ps.process_set_id] = ps
+    _release_at_exit()
     return ps
+
+
+@functools.cache
+def _release_at_exit() -> None:
+    """Sets still registered when the program ends are released before the world's
+    communicator (atexit runs last-registered first): their communication threads must stop
+    before MPI is finalized."""
+    atexit.register(remove_all)
 
 
 def _sub_communicator(world: Any, ranks: list[int]) -> Any:

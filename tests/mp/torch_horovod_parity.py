@@ -222,6 +222,10 @@ got = hvd.synchronize(hvd.sparse_allreduce_async(sparse, op=hvd.Sum, name="sp"))
 assert got.is_sparse and torch.equal(got.to_dense(), dense), got
 avg = hvd.synchronize(hvd.sparse_allreduce_async(sparse))
 assert torch.allclose(avg.to_dense(), dense / N)
+handle = hvd.sparse_allreduce_async(sparse, op=hvd.Average, name="called")
+called = handle()               # Horovod's handle is a function returning the result
+assert called.is_sparse and torch.allclose(called.to_dense(), dense / N), called
+assert hvd.synchronize(handle) is None          # consumed, like a synchronized handle
 ok("sparse")
 
 # --- async handles are asynchronous, at every world size -------------------------------------------
@@ -275,13 +279,20 @@ assert net.index.grad is None
 assert torch.equal(net.weight.grad, torch.zeros(4))
 buffers = hvd.allgather_object(opt.state[net.weight]["momentum_buffer"].tolist())
 assert all(buf == buffers[0] for buf in buffers), buffers
+two_groups = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+opt = hvd.DistributedOptimizer(torch.optim.SGD(
+    [{"params": two_groups[0].parameters()}, {"params": two_groups[1].parameters()}], lr=0.1))
+names = opt._parameter_names                    # Horovod's {parameter: name}
+assert list(names) == list(two_groups.parameters()) and len(set(names.values())) == 4, names
+assert hvd.allgather_object(sorted(names.values())) == [sorted(names.values())] * N
 ok("optimizer")
 
 # --- what this build can do ------------------------------------------------------------------------
 assert hvd.mpi_built() is True and hvd.mpi_enabled() == (N > 1)
 assert hvd.gloo_built() is False and hvd.gloo_enabled() is False and hvd.ccl_built() is False
 assert hvd.cuda_built() is torch.backends.cuda.is_built()       # CUDA tensors are taken
-assert hvd.rocm_built() is False and hvd.ddl_built() is False
+assert hvd.rocm_built() is False and hvd.ddl_built() is False and hvd.sycl_built() is False
+assert issubclass(hvd.HorovodInternalError, RuntimeError)       # a failed collective's class
 assert isinstance(hvd.nccl_built(), int) and isinstance(hvd.mpi_threads_supported(), bool)
 assert hvd.is_homogeneous() is True
 ok("introspection")

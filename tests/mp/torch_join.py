@@ -76,6 +76,12 @@ if N > 1:
         assert torch.equal(got, sum(step_input(r, 0) for r in range(1, N)))
         assert hvd.join() == N - 1
 assert hvd.join() == N - 1      # everyone joins at once: the tie goes to the highest rank
+if N > 1:   # rank N - 1 joins first; a refused call counts: the others joined after it
+    if R == N - 1:
+        assert hvd.join() == N - 2
+    else:
+        expect_raises(RuntimeError, lambda: hvd.allgather(step_input(R, 0)), "called join()")
+        assert hvd.join() == N - 2
 ok("refused")
 
 # --- DistributedOptimizer on uneven data: the joined ranks' zeros are in every average ------------

@@ -23,9 +23,10 @@ def rank_input(n, rank=R):
 even_ranks = [r for r in range(N) if r % 2 == 0]
 odd_ranks = [r for r in range(N) if r % 2 == 1]
 even = hvd.add_process_set(even_ranks)
-odd = hvd.add_process_set(odd_ranks) if odd_ranks else None
+odd = hvd.add_process_set(odd_ranks)            # empty in a world of one: no members
 mine, members = (even, even_ranks) if R % 2 == 0 else (odd, odd_ranks)
 assert mine.included() and mine.size() == len(members) and mine.rank() == members.index(R)
+assert odd.size() == len(odd_ranks) and odd.included() == (R % 2 == 1)
 assert even.process_set_id != hvd.global_process_set.process_set_id
 ok("add")
 
@@ -66,7 +67,7 @@ ok("collectives")
 # --- errors ------------------------------------------------------------------------------------------
 expect_raises(ValueError, lambda: hvd.broadcast(rank_input(2), root_rank=N, process_set=mine),
               "not in process set")
-if odd is not None and R % 2 == 0:
+if odd_ranks and R % 2 == 0:
     expect_raises(ValueError, lambda: hvd.allreduce(rank_input(2), process_set=odd),
                   "not in")
 if len(members) > 1:
@@ -82,6 +83,17 @@ if N > 1:
 ok("errors")
 
 # --- DistributedOptimizer within a set ------------------------------------------------------------------
+def world_optimizer_averages():
+    """An optimizer over the world on every rank (its step report's set-up is a collective of
+    the world, whatever sets this rank's earlier optimizers used)."""
+    lin = nn.Linear(2, 1, bias=False)
+    hvd.DistributedOptimizer(torch.optim.SGD(lin.parameters(), lr=0.0),
+                             named_parameters=lin.named_parameters())
+    lin(torch.full((1, 2), float(R + 1))).sum().backward()
+    assert torch.allclose(lin.weight.grad, torch.full((1, 2), (N + 1) / 2))
+
+
+world_optimizer_averages()
 lin = nn.Linear(2, 1, bias=False)
 opt = hvd.DistributedOptimizer(torch.optim.SGD(lin.parameters(), lr=0.0),
                                named_parameters=lin.named_parameters(), process_set=mine)
@@ -89,6 +101,18 @@ lin(torch.full((1, 2), float(R + 1))).sum().backward()
 mean = sum(r + 1 for r in members) / len(members)
 assert torch.allclose(lin.weight.grad, torch.full((1, 2), mean)), lin.weight.grad
 opt.step()
+# An optimizer of the even set on every rank (Horovod's rule): the odd ranks step with their
+# own gradients; then one over the world again.
+lin = nn.Linear(2, 1, bias=False)
+opt = hvd.DistributedOptimizer(torch.optim.SGD(lin.parameters(), lr=0.0),
+                               named_parameters=lin.named_parameters(), process_set=even)
+lin(torch.full((1, 2), float(R + 1))).sum().backward()
+opt.synchronize()
+even_mean = sum(r + 1 for r in even_ranks) / len(even_ranks)
+assert torch.equal(lin.weight.grad, torch.full((1, 2), even_mean if R % 2 == 0 else R + 1.0))
+with opt.skip_synchronize():
+    opt.step()
+world_optimizer_averages()
 ok("optimizer")
 
 # --- remove, and init(process_sets=...) ---------------------------------------------------------------
@@ -101,8 +125,8 @@ if R == 0:
     assert torch.equal(hvd.allreduce(torch.ones(2), op=hvd.Sum, process_set=first),
                        torch.ones(2))
 assert hvd.remove_process_set(first) is True
-if odd is not None:
-    assert hvd.remove_process_set(odd) is True
+assert hvd.remove_process_set(odd) is True
+hvd.add_process_set(even_ranks)     # left registered: released at exit, before MPI finalizes
 ok("remove")
 
 finish(5)

@@ -103,8 +103,16 @@ opt = hvd.DistributedOptimizer(torch.optim.SGD(emb.parameters(), lr=0.5),
 opt.zero_grad()
 loss().backward()
 grad = emb.weight.grad
-assert N == 1 and grad.is_sparse or not grad.is_sparse, grad.layout    # np 1: nothing to average
+assert grad.is_sparse, grad.layout      # averaged dense, then sparse again (Horovod's rule)
 assert torch.allclose(grad.to_dense(), expected_grad(range(N)), rtol=0, atol=1e-12)
+emb, loss = model_and_loss(seed=1)      # so SparseAdam, which takes sparse gradients only, steps
+opt = hvd.DistributedOptimizer(torch.optim.SparseAdam(list(emb.parameters()), lr=0.1),
+                               named_parameters=emb.named_parameters(), sparse_as_dense=True)
+for _ in range(2):
+    opt.zero_grad()
+    loss().backward()
+    opt.step()
+assert same_everywhere(emb.weight)
 ok("mixed")
 
 finish(3)
