@@ -645,3 +645,19 @@ def test_null_writer_ignores_everything():
         assert writer.add_histogram("h", torch.ones(3), 0) is None
         writer.flush()
         writer.close()
+
+
+def test_horovod_names_not_provided_raise_an_error_naming_the_alternative():
+    import ringtrain.torch as hvd
+    from ringtrain.errors import UnsupportedFeatureError
+
+    for name, alternative in (("elastic", "--max-restarts"),
+                              ("HostsUpdatedInterrupt", "--max-restarts"),
+                              ("start_timeline", "RINGTRAIN_TIMELINE"),
+                              ("stop_timeline", "RINGTRAIN_TIMELINE")):
+        with pytest.raises(UnsupportedFeatureError, match=alternative):
+            getattr(hvd, name)
+        assert not hasattr(hvd, name)       # still an AttributeError, for feature checks
+    with pytest.raises(AttributeError) as raised:
+        hvd.no_such_name  # noqa: B018
+    assert not isinstance(raised.value, UnsupportedFeatureError)

@@ -83,3 +83,13 @@ def test_sparse_gradients_stay_sparse(ringrun, n):
     res = ringrun(n, "tests/mp/torch_sparse_grads.py", timeout=100).check()
     assert res.stdout_of(0) == [f"OK {name}" for name in ("sparse-grad", "sparse-adam", "mixed")] \
         + ["DONE 3"], res.describe()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_sync_batch_norm_is_batch_norm_over_the_global_batch(ringrun, n):
+    # Ranks hold 2, 0 and 3 rows (np 3): outputs, input gradients, summed parameter gradients
+    # and running statistics equal torch's BatchNorm over all rows (float64), for 3-D, 4-D and
+    # 2-D inputs; bad input raises the same ValueError on every rank.
+    res = ringrun(n, "tests/mp/torch_sync_batch_norm.py", timeout=100).check()
+    for rank in range(n):
+        assert res.stdout_of(rank) == [f"SYNCBN-OK rank={rank} checks=54"], res.describe()

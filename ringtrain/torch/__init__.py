@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 
 from ..errors import CommError as HorovodInternalError
+from ..errors import UnsupportedFeatureError
 from ..world import process_group as _pg
 from ._chief import SummaryWriter, load_checkpoint, save_checkpoint
 from ._compression import Compression
@@ -36,6 +37,7 @@ from ._ops import (
     allreduce_async,
     allreduce_async_,
     alltoall,
+    alltoall_async,
     barrier,
     broadcast,
     broadcast_,
@@ -67,6 +69,26 @@ from ._process_sets import (
 from ._process_sets import (
     remove_all as _remove_process_sets,
 )
+from ._sync_batch_norm import SyncBatchNorm
+
+#: Horovod names ringtrain does not provide, and what to use instead
+_NOT_PROVIDED = {
+    "elastic": "elastic training (hvd.elastic.run, TorchState) is not provided: restart the "
+               "whole job when a worker fails with `ringrun --max-restarts N` and resume from "
+               "hvd.save_checkpoint / hvd.load_checkpoint",
+    "start_timeline": "start and stop a timeline from the program is not provided: set "
+                      "RINGTRAIN_TIMELINE=trace.json (Horovod's HOROVOD_TIMELINE) for the job; "
+                      "ringrun merges every rank's trace into that file when the job ends",
+}
+_NOT_PROVIDED["HostsUpdatedInterrupt"] = _NOT_PROVIDED["elastic"]
+_NOT_PROVIDED["stop_timeline"] = _NOT_PROVIDED["start_timeline"]
+
+
+def __getattr__(name: str):
+    advice = _NOT_PROVIDED.get(name)
+    if advice is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise UnsupportedFeatureError(f"hvd.{name}: {advice}")
 
 
 def init(comm=None, process_sets=None) -> None:
@@ -221,6 +243,7 @@ __all__ = [
     "ShardSampler",
     "Sum",
     "SummaryWriter",
+    "SyncBatchNorm",
     "add_process_set",
     "allgather",
     "allgather_async",
@@ -230,6 +253,7 @@ __all__ = [
     "allreduce_async",
     "allreduce_async_",
     "alltoall",
+    "alltoall_async",
     "barrier",
     "broadcast",
     "broadcast_",

@@ -739,7 +739,10 @@ def _splits_list(splits: Any, rows: int, world: int) -> list[int]:
     return values
 
 
-def _alltoall(tensor: torch.Tensor, splits: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _alltoall_parts(tensor: torch.Tensor, splits: Any, async_op: bool
+                    ) -> tuple[list, Callable[[list], tuple[torch.Tensor, torch.Tensor]]]:
+    """Start the two exchanges of an alltoall (the rows, then the row counts): their results
+    (handles with ``async_op``) and the function that turns those into (rows, counts)."""
     _convert.check_tensor(tensor, "alltoall")
     if tensor.dim() == 0:
         raise ValueError("alltoall: tensor must have at least one dimension (rows are sent "
@@ -751,12 +754,22 @@ def _alltoall(tensor: torch.Tensor, splits: Any) -> tuple[torch.Tensor, torch.Te
         group._abandon("alltoall")  # the others get CollectiveMismatch instead of waiting
         raise
     source = tensor.detach().contiguous()
-    received = group.alltoall(_convert.as_array(source), splits=parts)
+    received = group.alltoall(_convert.as_array(source), splits=parts, async_op=async_op)
     # Row counts: what rank r sent to me is parts_r[me]; one int per pair, exchanged the same way.
     counts = group.alltoall(np.asarray(parts, dtype=np.int32).reshape(-1, 1),
-                            splits=[1] * group.world_size)
-    return (_convert.from_array(received, source.dtype),
-            torch.from_numpy(np.ascontiguousarray(counts.reshape(-1))))
+                            splits=[1] * group.world_size, async_op=async_op)
+
+    def finish(results: list) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, row_counts = results
+        return (_convert.from_array(rows, source.dtype),
+                torch.from_numpy(np.ascontiguousarray(row_counts.reshape(-1))))
+
+    return [received, counts], finish
+
+
+def _alltoall(tensor: torch.Tensor, splits: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    results, finish = _alltoall_parts(tensor, splits, async_op=False)
+    return finish(results)
 
 
 class _AlltoallFunction(torch.autograd.Function):
@@ -790,6 +803,16 @@ def alltoall(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
     else:
         output, received = _alltoall(tensor, splits)
     return output if splits is None else (output, received)
+
+
+@takes_process_set
+def alltoall_async(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
+                   process_set: Any = None) -> int:
+    """Start ``alltoall``; ``synchronize`` returns (received rows, received row counts per
+    rank), as Horovod's does for this handle whether or not ``splits`` was given."""
+    key = _claim_name("alltoall", name, "alltoall_async")
+    return _submit(key, lambda: _register(*_alltoall_parts(tensor, splits, async_op=True), key,
+                                          grouped=True))
 
 
 # --- sparse tensors -----------------------------------------------------------------------------

@@ -159,6 +159,16 @@ out, received = hvd.alltoall(torch.arange(3.0) + R, splits=torch.tensor([3] + [0
 assert received.tolist() == ([3] * N if R == 0 else [0] * N)
 expect_raises(ValueError, lambda: hvd.alltoall(torch.ones(N + 1)) if N > 1 else
               hvd.alltoall(torch.ones(2), splits=[3]), "splits" if N == 1 else "divisible")
+# async: synchronize gives (rows, row counts) whether or not splits were given, as Horovod's
+first = hvd.alltoall_async(torch.cat(blocks), splits=[j + 1 for j in range(N)], name="a2a")
+second = hvd.alltoall_async((R * 1000 + torch.arange(2.0 * N)).reshape(N, 2))
+expect_raises(ValueError, lambda: hvd.alltoall_async(torch.cat(blocks), name="a2a"),
+              "still in flight")
+out, received = hvd.synchronize(first)
+assert torch.equal(out, torch.cat([j * 1000 + R * 10 + torch.arange(R + 1.0) for j in range(N)]))
+assert received.dtype == torch.int32 and received.tolist() == [R + 1] * N
+out, received = hvd.synchronize(second)
+assert torch.equal(out, exp) and received.tolist() == [1] * N, (out, received)
 ok("alltoall")
 
 # --- barrier, join, objects --------------------------------------------------------------------------
