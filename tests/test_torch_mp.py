@@ -93,3 +93,13 @@ def test_sync_batch_norm_is_batch_norm_over_the_global_batch(ringrun, n):
     res = ringrun(n, "tests/mp/torch_sync_batch_norm.py", timeout=100).check()
     for rank in range(n):
         assert res.stdout_of(rank) == [f"SYNCBN-OK rank={rank} checks=54"], res.describe()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_barrier_does_not_wait_for_async_operations_in_flight(ringrun, n):
+    # Horovod's duplicate-name tests: rank 0 starts a named async operation (and fails to start
+    # it twice) before a barrier, the others after it; the operations still pair up, with
+    # closed-form results, for allreduce, allgather, broadcast, alltoall and reducescatter.
+    res = ringrun(n, "tests/mp/torch_barrier_beside_async.py", timeout=100).check()
+    for rank in range(n):
+        assert res.stdout_of(rank) == [f"ASYNC-BARRIER-OK rank={rank} kinds=5"], res.describe()

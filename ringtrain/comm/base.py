@@ -85,7 +85,10 @@ class Communicator:
         returns the received rows concatenated in rank order (Horovod's alltoall)."""
         raise NotImplementedError
 
-    def barrier(self) -> None:
+    def barrier(self, *, after_pending: bool = True) -> None:
+        """Returns once every rank has called barrier. ``after_pending=False``: without first
+        waiting for this rank's async collectives in flight, which stay queued (Horovod's
+        ``hvd.barrier``, where ranks may have started different async operations)."""
         raise NotImplementedError
 
     def broadcast_object(self, obj: Any, root: int = 0) -> Any:

@@ -80,12 +80,17 @@ class CommunicatorBase(Communicator):
         C.verify(raw, desc, self.world_size, first_dim_free)
         return raw
 
-    def _abandon(self, kind: str) -> None:
+    def _abandon(self, kind: str, wait: bool = True) -> None:
         """This rank's arguments were invalid: still take part in the descriptor exchange, so
-        the other ranks raise CollectiveMismatch instead of waiting for data that never comes."""
+        the other ranks raise CollectiveMismatch instead of waiting for data that never comes.
+        ``wait=False`` queues the exchange behind this rank's async collectives in flight and
+        returns at once (their peers may not have started them yet)."""
         if not self.check or self.world_size == 1 or self._closed:
             return
         desc = C.invalid_descriptor(kind)
+        if not wait:
+            self._executor.submit(lambda: self._exchange(desc))  # its error is nobody's
+            return
         try:
             self._executor.run(lambda: self._exchange(desc))
         except RingtrainError:  # the caller raises its own, more precise error
@@ -306,7 +311,11 @@ class CommunicatorBase(Communicator):
 
     # --- synchronisation and objects ---------------------------------------------------------
 
-    def barrier(self) -> None:
+    def barrier(self, *, after_pending: bool = True) -> None:
+        if not after_pending:
+            if self.world_size > 1:
+                self._barrier_beside_queue()
+            return
         desc = C.descriptor("barrier")
 
         def job():
@@ -440,6 +449,10 @@ class CommunicatorBase(Communicator):
         raise NotImplementedError
 
     def _barrier(self) -> None:
+        raise NotImplementedError
+
+    def _barrier_beside_queue(self) -> None:
+        """A barrier of every rank that runs in the caller's thread, outside the ordered queue."""
         raise NotImplementedError
 
     def _bcast_obj(self, obj: Any, root: int) -> Any:

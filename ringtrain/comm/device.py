@@ -223,8 +223,8 @@ class OverHost(Communicator):
             raise AttributeError(name)
         return getattr(self.host, name)
 
-    def barrier(self) -> None:
-        self.host.barrier()
+    def barrier(self, *, after_pending: bool = True) -> None:
+        self.host.barrier(after_pending=after_pending)
 
     def broadcast_object(self, obj: Any, root: int = 0) -> Any:
         return self.host.broadcast_object(obj, root)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import env
 from ..errors import CollectiveMismatch, CommError
 from . import contract as C
 from . import kernels, ring, watchdog
@@ -461,6 +462,28 @@ class MPICommunicator(CommunicatorBase):
                 time.sleep(0.005)
         finally:
             dog.leave()
+
+    def _barrier_beside_queue(self) -> None:
+        # On the watchdog's communicator (the collectives' is the communication thread's, which
+        # may be waiting in an async collective the other ranks start only after this barrier).
+        # Without a watchdog there is no second communicator: the ordered barrier.
+        dog = self._watchdog
+        if dog is None:
+            self.barrier()
+            return
+        arrived = dog.comm.Ibarrier()
+        started = time.monotonic()
+        warn_every = env.get("RINGTRAIN_STALL_WARNING")
+        warn_at = started + warn_every
+        pause = 1e-5
+        while not arrived.Test():
+            now = time.monotonic()
+            if now >= warn_at:
+                print(f"ringtrain: rank {self.rank}: barrier() has waited {now - started:.0f} s "
+                      f"for the other ranks to call barrier()", file=sys.stderr, flush=True)
+                warn_at = now + warn_every
+            time.sleep(pause)
+            pause = min(2 * pause, 1e-3)
 
     def _release(self, together: bool = True) -> None:
         if self._MPI.Is_finalized():

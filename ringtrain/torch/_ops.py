@@ -140,6 +140,12 @@ _handle_lock = threading.Lock()
 _in_flight: set[tuple[str, str]] = set()
 
 
+#: the communicator's collective that an operation of this kind starts with
+_FIRST_COLLECTIVE = {"grouped_allreduce": "allreduce", "grouped_allgather": "allgather",
+                     "sparse_allreduce": "allgather", "reducescatter": "reduce_scatter",
+                     "grouped_reducescatter": "reduce_scatter"}
+
+
 def _claim_name(kind: str, name: Any, what: str) -> tuple[str, str] | None:
     """Reserve ``name`` for an operation of ``kind`` until it is synchronized.
 
@@ -156,7 +162,9 @@ def _claim_name(kind: str, name: Any, what: str) -> tuple[str, str] | None:
             _in_flight.add(key)
             return key
     group = comm()
-    group._abandon(kind)        # take part in the contract check, so no worker waits for us
+    # take part in the contract check, so no worker waits for us; queued behind the operation
+    # in flight, which the other workers may start only later (after a barrier, say)
+    group._abandon(_FIRST_COLLECTIVE.get(kind, kind), wait=False)
     raise ValueError(f"{what}: an {kind} named {name!r} is still in flight (not synchronized); "
                      f"names of concurrent operations must be unique: synchronize the first "
                      f"one or pick another name")
@@ -1032,8 +1040,9 @@ def grouped_reducescatter(tensors: Any, name: str | None = None, compression: An
 
 @takes_process_set
 def barrier(process_set: Any = None) -> None:
-    """Block until every worker has called barrier()."""
-    comm().barrier()
+    """Block until every worker has called barrier(). As in Horovod, async operations in
+    flight are not waited for (workers may have started different ones: they pair up later)."""
+    comm().barrier(after_pending=False)
 
 
 def join(device: int = -1) -> int:
