@@ -361,8 +361,6 @@ def test_distributed_optimizer_is_the_same_kind_of_optimizer():
 def test_distributed_optimizer_argument_errors():
     model = make_net()
     sgd = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(NotImplementedError, match="Adasum"):
-        hvd.DistributedOptimizer(sgd, op=hvd.Adasum)
     with pytest.raises(ValueError, match="gradient_predivide_factor"):
         hvd.DistributedOptimizer(sgd, op=hvd.Sum, gradient_predivide_factor=2.0)
     with pytest.raises(ValueError, match="op must be"):
@@ -661,3 +659,25 @@ def test_horovod_names_not_provided_raise_an_error_naming_the_alternative():
     with pytest.raises(AttributeError) as raised:
         hvd.no_such_name  # noqa: B018
     assert not isinstance(raised.value, UnsupportedFeatureError)
+
+
+def test_adasum_in_a_world_of_one_is_the_plain_step():
+    # Adasum of one worker's change is that change: the step of the wrapped optimizer.
+    torch.manual_seed(0)
+    model, twin = make_net(), make_net()
+    twin.load_state_dict(model.state_dict())
+    opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                                   named_parameters=model.named_parameters(), op=hvd.Adasum)
+    plain = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        for o, m in ((opt, model), (plain, twin)):
+            o.zero_grad()
+            m(x).pow(2).sum().backward()
+            o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    t = torch.tensor([3.0, -4.0])
+    assert torch.equal(hvd.allreduce(t, op=hvd.Adasum), t)
+    with pytest.raises(TypeError, match="floating-point"):
+        hvd.allreduce(torch.tensor([1, 2]), op=hvd.Adasum)

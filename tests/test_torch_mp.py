@@ -103,3 +103,13 @@ def test_barrier_does_not_wait_for_async_operations_in_flight(ringrun, n):
     res = ringrun(n, "tests/mp/torch_barrier_beside_async.py", timeout=100).check()
     for rank in range(n):
         assert res.stdout_of(rank) == [f"ASYNC-BARRIER-OK rank={rank} kinds=5"], res.describe()
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_adasum_matches_its_closed_forms(ringrun, n):
+    # Equal tensors come back unchanged, orthogonal ones add up, rank-dependent ones follow
+    # Horovod's pairing tree; grouped tensors get their own coefficients; the optimizer moves
+    # each parameter by -lr * Adasum of the workers' gradients (float64, to 1e-12).
+    res = ringrun(n, "tests/mp/torch_adasum.py", timeout=100).check()
+    for rank in range(n):
+        assert res.stdout_of(rank) == [f"ADASUM-OK rank={rank} checks=9"], res.describe()

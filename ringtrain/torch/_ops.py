@@ -29,31 +29,40 @@ Min = ReduceOp.MIN
 Max = ReduceOp.MAX
 
 
-class _Unsupported:
-    """A Horovod op ringtrain does not implement; using it raises NotImplementedError."""
+class _GatheredOp:
+    """An op the communicators do not reduce (they sum, average, take minima and maxima):
+    every worker's tensor is gathered and ``combine`` reduces the stack of them here, the same
+    way on every worker (memory: size() copies of the tensor)."""
 
-    def __init__(self, name: str, advice: str):
+    def __init__(self, name: str, combine: Callable[[torch.Tensor], torch.Tensor]):
         self.name = name
-        self.advice = advice
+        self.combine = combine
 
     def __repr__(self) -> str:
         return f"hvd.{self.name}"
 
 
-class _ProductOp:
-    """``hvd.Product``: the element-wise product over workers. The communicators reduce with
-    sum/avg/min/max only, so a product gathers every worker's tensor and multiplies them here
-    (memory: size() copies; fine for the small tensors products are used for)."""
-
-    name = "Product"
-
-    def __repr__(self) -> str:
-        return "hvd.Product"
+def _adasum_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Adasum of two vectors: ``(1 - a.b / 2|a|^2) a + (1 - a.b / 2|b|^2) b`` (a zero vector
+    keeps its coefficient 1): orthogonal vectors add, equal ones give themselves back."""
+    dot = torch.dot(a, b)
+    a_coef = 1 - dot / (2 * torch.dot(a, a)) if bool(a.any()) else 1.0
+    b_coef = 1 - dot / (2 * torch.dot(b, b)) if bool(b.any()) else 1.0
+    return a_coef * a + b_coef * b
 
 
-Adasum = _Unsupported("Adasum", "use op=hvd.Average (the default) and scale the learning rate "
-                                "by hvd.size()")
-Product = _ProductOp()
+def _adasum(stacked: torch.Tensor) -> torch.Tensor:
+    """Horovod's Adasum of the workers' tensors (rows of ``stacked``, a power of 2 of them),
+    combined pairwise in the tree of its vector-halving distance-doubling: ranks (0, 1),
+    (2, 3)... first, then those pairs' results, and so on; in float64."""
+    parts = list(stacked.reshape(stacked.shape[0], -1).double())
+    while len(parts) > 1:
+        parts = [_adasum_pair(parts[i], parts[i + 1]) for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+Product = _GatheredOp("Product", lambda stacked: stacked.prod(dim=0))
+Adasum = _GatheredOp("Adasum", _adasum)
 
 
 def resolve_op(op: Any, average: bool | None, what: str) -> Any:
@@ -63,12 +72,9 @@ def resolve_op(op: Any, average: bool | None, what: str) -> Any:
                          f"op=hvd.Average or op=hvd.Sum")
     if op is None:
         return Sum if average is False else Average
-    if isinstance(op, _Unsupported):
-        raise NotImplementedError(f"{what}: op=hvd.{op.name} is not supported by ringtrain; "
-                                  f"{op.advice}")
-    if not isinstance(op, (ReduceOp, _ProductOp)):
-        raise TypeError(f"{what}: op must be hvd.Average, hvd.Sum, hvd.Min, hvd.Max or "
-                        f"hvd.Product, got {op!r}")
+    if not isinstance(op, (ReduceOp, _GatheredOp)):
+        raise TypeError(f"{what}: op must be hvd.Average, hvd.Sum, hvd.Min, hvd.Max, "
+                        f"hvd.Product or hvd.Adasum, got {op!r}")
     return op
 
 
@@ -254,6 +260,9 @@ def _reduce_input(tensor: torch.Tensor, in_place: bool, op: Any, prescale: float
     if tensor.dtype == torch.bool and op in (Sum, Average, Product):
         raise TypeError(f"{what}: op=hvd.{op.name.title()} is not defined for bool tensors; use hvd.Max or "
                         f"hvd.Min, or cast to an integer dtype")
+    if op is Adasum and not tensor.is_floating_point():
+        raise TypeError(f"{what}: op=hvd.Adasum needs a floating-point tensor, got "
+                        f"{tensor.dtype}; cast it (e.g. tensor.float())")
     source = tensor.detach()
     if prescale != 1.0:
         work = _scaled(source, prescale).contiguous()
@@ -264,6 +273,12 @@ def _reduce_input(tensor: torch.Tensor, in_place: bool, op: Any, prescale: float
     if not _convert.reducible(work):
         work = work.float()
     return source, work
+
+
+def _check_adasum_size(world: int, what: str) -> None:
+    if world & (world - 1):     # the same on every worker: all raise, none waits
+        raise NotImplementedError(f"{what}: op=hvd.Adasum needs a power of 2 of workers (as "
+                                  f"Horovod's on CPUs), got {world}; use hvd.Average")
 
 
 def _wire_op(op: Any, work: torch.Tensor) -> ReduceOp:
@@ -297,19 +312,21 @@ def _allreduce_async(tensor: torch.Tensor, in_place: bool, op: Any, prescale: fl
     (in place, contiguous, a dtype NumPy can reduce), else a contiguous copy.
     """
     source, work = _reduce_input(tensor, in_place, op, prescale, what)
+    if op is Adasum:
+        _check_adasum_size(comm_for(work).world_size, what)
     key = _claim_name("allreduce", name, what)
     group = comm_for(work)
-    if op is Product:
+    if isinstance(op, _GatheredOp):
         handle = _submit(key, lambda: group.allgather(_convert.as_array(work.reshape(1, -1)),
                                                       async_op=True))
 
-        def finish_product(gathered: Any) -> torch.Tensor:
+        def finish_gathered(gathered: Any) -> torch.Tensor:
             stacked = _convert.from_array(gathered, work.dtype)
-            product = stacked.prod(dim=0).to(work.dtype).reshape(work.shape)
-            return _reduce_output(tensor, source, product, in_place, op, op,
+            combined = op.combine(stacked).to(work.dtype).reshape(work.shape)
+            return _reduce_output(tensor, source, combined, in_place, op, op,
                                   group.world_size, postscale)
 
-        return _register(handle, finish_product, key)
+        return _register(handle, finish_gathered, key)
     array = _convert.as_array(work)
     sent = _wire_op(op, work)
     handle = _submit(key, lambda: group.allreduce(array, op=sent, out=array, async_op=True))
@@ -410,8 +427,9 @@ def _grouped_allreduce_async(tensors: list[torch.Tensor], in_place: bool, op: An
                              prescale: float, postscale: float, what: str,
                              name: Any = None) -> int:
     """All tensors in one ``allreduce_many`` (fused buckets); an average travels as a sum
-    and is divided afterwards, so one op serves every dtype. Products are gathered."""
-    if op is Product:
+    and is divided afterwards, so one op serves every dtype. Products and Adasum are gathered,
+    tensor by tensor (Adasum's coefficients are each tensor's own, as in Horovod)."""
+    if isinstance(op, _GatheredOp):
         ids = [_allreduce_async(t, in_place, op, prescale, postscale, what) for t in tensors]
         key = _claim_name("grouped_allreduce", name, what)
         return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)

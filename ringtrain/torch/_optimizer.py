@@ -13,7 +13,17 @@ from ..comm.base import ReduceOp
 from ..errors import CollectiveMismatch, ConfigError
 from . import _convert
 from ._engine import GradientEngine, check_same_everywhere, describe_parameters
-from ._ops import Average, _check_root, _number, comm, comm_for, resolve_op
+from ._ops import (
+    Adasum,
+    Average,
+    _check_adasum_size,
+    _check_root,
+    _number,
+    comm,
+    comm_for,
+    grouped_allreduce,
+    resolve_op,
+)
 from ._process_sets import excludes_me
 from ._process_sets import resolve as resolve_process_set
 
@@ -246,6 +256,26 @@ class _DistributedOptimizer:
             engine.skip = False
 
 
+class _AdasumStep:
+    """``step()`` of ``DistributedOptimizer(op=hvd.Adasum)``, as Horovod's: each worker takes
+    the wrapped optimizer's step with its own gradients, and the parameters' changes are then
+    combined with Adasum, tensor by tensor, and applied to the parameters as they were before
+    the step (so with SGD a parameter moves by -lr * Adasum of the workers' gradients).
+    Optimizer state such as momentum stays each worker's own, as in Horovod."""
+
+    def step(self, closure: Any = None) -> Any:
+        params = [p for group in self.param_groups for p in group["params"] if p.requires_grad]
+        before = [p.detach().clone() for p in params]
+        loss = super().step(closure)
+        if params:
+            with torch.no_grad():
+                changes = grouped_allreduce([p.detach() - b for p, b in zip(params, before)],
+                                            op=Adasum, process_set=self._adasum_process_set)
+                for p, b, change in zip(params, before, changes):
+                    p.copy_(b + change)
+        return loss
+
+
 def _named_for_optimizer(optimizer: torch.optim.Optimizer, named_parameters: Any,
                          what: str) -> list[tuple[str, torch.Tensor]]:
     in_optimizer = [p for g in optimizer.param_groups for p in g["params"]]
@@ -275,6 +305,32 @@ def _named_for_optimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     return named
 
 
+def _wrap(optimizer: torch.optim.Optimizer, named: list[tuple[str, torch.Tensor]],
+          mixins: tuple) -> Any:
+    """An instance of a subclass of ``optimizer``'s class with ``mixins`` first, sharing the
+    original's state, param groups and hooks (a learning-rate scheduler built on it keeps
+    working; a step wrapper a scheduler put on the instance stays behind)."""
+    base = type(optimizer)
+    cls = type(base.__name__, (*mixins, base), {"__module__": base.__module__})
+    wrapped = cls.__new__(cls)
+    wrapped.__dict__.update({k: v for k, v in optimizer.__dict__.items()
+                             if k not in ("step", "zero_grad")})
+    # Horovod's attribute: each parameter's name (the allreduce name in Horovod).
+    wrapped._parameter_names = {p: name for name, p in named}
+    return wrapped
+
+
+def _adasum_optimizer(optimizer: torch.optim.Optimizer, named_parameters: Any,
+                      process_set: Any, what: str) -> Any:
+    if process_set is None:
+        _check_adasum_size(comm().world_size, what)
+    named = _named_for_optimizer(optimizer, named_parameters, what)
+    wrapped = _wrap(optimizer, named, (_AdasumStep, _DistributedOptimizer))
+    wrapped._ringtrain_engine = None        # no gradient averaging: see _AdasumStep
+    wrapped._adasum_process_set = process_set
+    return wrapped
+
+
 def _horovod_fusion_threshold() -> int | None:
     """Horovod's name for the bucket size, honoured at Horovod's API edge when ringtrain's own
     ``RINGTRAIN_BUCKET_BYTES`` is not set (None: ringtrain's default)."""
@@ -302,7 +358,9 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
     groups, with ``synchronize()`` and ``skip_synchronize()``. Gradients are all-reduced in
     fused buckets while backward runs; ``.grad`` holds the average when backward returns.
     ``backward_passes_per_step``: backward passes accumulated locally per step.
-    ``op``: ``hvd.Average`` (default) or ``hvd.Sum`` (``hvd.Adasum``: NotImplementedError).
+    ``op``: ``hvd.Average`` (default), ``hvd.Sum``, or ``hvd.Adasum`` (each worker steps with
+    its own gradients and the parameters' changes are combined with Adasum: ``_AdasumStep``;
+    a power of 2 of workers).
     ``gradient_predivide_factor``: with Average, gradients are divided by it before the sum
     and multiplied by it after (guards low-precision sums). ``sparse_as_dense=False``
     (Horovod's default): sparse gradients (``nn.Embedding(sparse=True)``) stay sparse, every
@@ -322,6 +380,8 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
         raise TypeError(f"{what}: this optimizer is already a DistributedOptimizer; wrap the "
                          f"original optimizer once")
     rop = resolve_op(op, None, what)
+    if rop is Adasum:
+        return _adasum_optimizer(optimizer, named_parameters, process_set, what)
     if rop not in (ReduceOp.AVG, ReduceOp.SUM):
         raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
     factor = _number(gradient_predivide_factor, what, "gradient_predivide_factor")
@@ -341,15 +401,7 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters: Any
                                 predivide=factor, bucket_bytes=bucket_bytes, what=what,
                                 group=None if chosen is None else chosen.comm,
                                 sparse_as_dense=bool(sparse_as_dense))
-    base = type(optimizer)
-    cls = type(base.__name__, (_DistributedOptimizer, base), {"__module__": base.__module__})
-    wrapped = cls.__new__(cls)
-    # Share state, param groups and hooks with the original (a learning-rate scheduler built
-    # on it keeps working); a step wrapper a scheduler put on the instance stays behind.
-    wrapped.__dict__.update({k: v for k, v in optimizer.__dict__.items()
-                             if k not in ("step", "zero_grad")})
-    # Horovod's attribute: each parameter's name (the allreduce name in Horovod).
-    wrapped._parameter_names = {p: name for name, p in named}
+    wrapped = _wrap(optimizer, named, (_DistributedOptimizer,))
     if engine is None:
         wrapped._ringtrain_engine = None
     else:
