@@ -275,6 +275,17 @@ def _reduce_input(tensor: torch.Tensor, in_place: bool, op: Any, prescale: float
     return source, work
 
 
+def _sum_or_average(op: Any, what: str) -> Any:
+    """``op`` for a collective that can only sum or average: Adasum is NotImplementedError (a
+    RuntimeError, like Horovod's error for it), any other op ValueError."""
+    if op is Adasum:
+        raise NotImplementedError(f"{what}: op=hvd.Adasum is for allreduce only (as in "
+                                  f"Horovod); use hvd.Sum or hvd.Average")
+    if op not in (Sum, Average):
+        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    return op
+
+
 def _check_adasum_size(world: int, what: str) -> None:
     if world & (world - 1):     # the same on every worker: all raise, none waits
         raise NotImplementedError(f"{what}: op=hvd.Adasum needs a power of 2 of workers (as "
@@ -851,9 +862,7 @@ def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: An
     ``synchronize`` returns the sparse sum (uncoalesced: duplicate indices add up). The
     handle can also be called, as Horovod's: ``handle()`` waits and returns the result."""
     what = "sparse_allreduce_async"
-    rop = resolve_op(op, None, what)
-    if rop not in (Sum, Average):
-        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    rop = _sum_or_average(resolve_op(op, None, what), what)
     if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.sparse_coo:
         raise TypeError(f"{what}: tensor must be a sparse COO torch.Tensor (use allreduce_async "
                         f"for dense tensors)")
@@ -878,8 +887,7 @@ def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: An
 
 def _reducescatter_async(tensor: torch.Tensor, op: Any, prescale: float, postscale: float,
                          what: str, name: Any = None) -> int:
-    if op not in (Sum, Average):
-        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    _sum_or_average(op, what)
     _convert.check_tensor(tensor, what)
     if tensor.dim() == 0:
         raise ValueError(f"{what}: tensor must have at least one dimension (it is split "
@@ -963,8 +971,7 @@ def grouped_reducescatter_async(tensors: Any, name: str | None = None, op: Any =
     rop = resolve_op(op, None, what)
     pre = _number(prescale_factor, what, "prescale_factor")
     post = _number(postscale_factor, what, "postscale_factor")
-    if rop not in (Sum, Average):
-        raise ValueError(f"{what}: op must be hvd.Average or hvd.Sum, got {op!r}")
+    _sum_or_average(rop, what)
     if any(t.is_cuda for t in ts):
         key = _claim_name("grouped_reducescatter", name, what)
         ids = [_reducescatter_async(t, rop, pre, post, what) for t in ts]

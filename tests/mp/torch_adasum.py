@@ -83,4 +83,13 @@ every = [grads_of(r) for r in range(N)]
 for i, (p, p0) in enumerate(zip(lin.parameters(), start)):
     expected = p0 - 0.05 * tree([g[i].flatten() for g in every]).reshape(p0.shape)
     close(p.detach(), expected, f"optimizer parameter {i}")
+for refuse in (lambda: hvd.reducescatter(torch.ones(2 * N), op=hvd.Adasum),
+               lambda: hvd.grouped_reducescatter([torch.ones(2 * N)], op=hvd.Adasum)):
+    try:        # Horovod's error for it is a RuntimeError, as NotImplementedError is
+        refuse()
+    except NotImplementedError as exc:
+        assert "allreduce only" in str(exc), exc
+        checks += 1
+    else:
+        raise AssertionError(f"rank {R}: reducescatter accepted op=hvd.Adasum")
 print(f"ADASUM-OK rank={R} checks={checks}", flush=True)
