@@ -261,13 +261,14 @@ class _AdasumStep:
     the wrapped optimizer's step with its own gradients, and the parameters' changes are then
     combined with Adasum, tensor by tensor, and applied to the parameters as they were before
     the step (so with SGD a parameter moves by -lr * Adasum of the workers' gradients).
-    Optimizer state such as momentum stays each worker's own, as in Horovod."""
+    Optimizer state such as momentum stays each worker's own, as in Horovod; a worker outside
+    the optimizer's process set keeps its own step."""
 
     def step(self, closure: Any = None) -> Any:
         params = [p for group in self.param_groups for p in group["params"] if p.requires_grad]
         before = [p.detach().clone() for p in params]
         loss = super().step(closure)
-        if params:
+        if params and not excludes_me(self._adasum_process_set):
             with torch.no_grad():
                 changes = grouped_allreduce([p.detach() - b for p, b in zip(params, before)],
                                             op=Adasum, process_set=self._adasum_process_set)

@@ -83,6 +83,18 @@ every = [grads_of(r) for r in range(N)]
 for i, (p, p0) in enumerate(zip(lin.parameters(), start)):
     expected = p0 - 0.05 * tree([g[i].flatten() for g in every]).reshape(p0.shape)
     close(p.detach(), expected, f"optimizer parameter {i}")
+if N >= 2:      # a process set of rank 0 alone: its Adasum is its own change; the others are
+    alone = hvd.add_process_set([0])        # outside it and keep their own step
+    lin2 = torch.nn.Linear(3, 2)
+    lin2.load_state_dict({"weight": start[0], "bias": start[1]})
+    opt2 = hvd.DistributedOptimizer(torch.optim.SGD(lin2.parameters(), lr=0.05),
+                                    named_parameters=lin2.named_parameters(), op=hvd.Adasum,
+                                    process_set=alone)
+    (lin2(x) ** 2).sum().backward()
+    opt2.step()
+    for i, (p, p0) in enumerate(zip(lin2.parameters(), start)):
+        close(p.detach(), p0 - 0.05 * every[R][i], f"process set of one, parameter {i}")
+    hvd.remove_process_set(alone)
 for refuse in (lambda: hvd.reducescatter(torch.ones(2 * N), op=hvd.Adasum),
                lambda: hvd.grouped_reducescatter([torch.ones(2 * N)], op=hvd.Adasum)):
     try:        # Horovod's error for it is a RuntimeError, as NotImplementedError is
