@@ -323,10 +323,10 @@ def _allreduce_async(tensor: torch.Tensor, in_place: bool, op: Any, prescale: fl
     (in place, contiguous, a dtype NumPy can reduce), else a contiguous copy.
     """
     source, work = _reduce_input(tensor, in_place, op, prescale, what)
-    if op is Adasum:
-        _check_adasum_size(comm_for(work).world_size, what)
-    key = _claim_name("allreduce", name, what)
     group = comm_for(work)
+    if op is Adasum:
+        _check_adasum_size(group.world_size, what)
+    key = _claim_name("allreduce", name, what)
     if isinstance(op, _GatheredOp):
         handle = _submit(key, lambda: group.allgather(_convert.as_array(work.reshape(1, -1)),
                                                       async_op=True))
