@@ -105,6 +105,22 @@ def test_barrier_does_not_wait_for_async_operations_in_flight(ringrun, n):
         assert res.stdout_of(rank) == [f"ASYNC-BARRIER-OK rank={rank} kinds=5"], res.describe()
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_named_operations_pair_by_name_not_call_order(ringrun, n):
+    # Horovod matches named operations by name: every kind started (and synchronized) in
+    # rank-dependent orders, named ones among unnamed ones, a rank starting its part late;
+    # closed-form results, and the job stays in step. At np 2 the late part waits past a
+    # 1-second RINGTRAIN_STALL_WARNING, which names the wait.
+    env = {"RINGTRAIN_STALL_WARNING": "1"} if n == 2 else {}
+    res = ringrun(n, "tests/mp/torch_named_order.py", timeout=100, env=env).check()
+    for rank in range(n):
+        assert res.stdout_of(rank) == [f"NAMED-OK rank={rank} cases=16"], res.describe()
+    if n == 2:
+        warned = [line for line in res.stderr_of(0) if "each other's named operations" in line]
+        assert warned and "allreduce 'late-a' not started on rank 1" in warned[0] and \
+            "allreduce 'late-b' not started on rank 0" in warned[0], res.describe()
+
+
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_adasum_matches_its_closed_forms(ringrun, n):
     # Equal tensors come back unchanged, orthogonal ones add up, rank-dependent ones follow

@@ -3,6 +3,8 @@ handles, fusion buckets; a backend supplies only the data movement (the ``_`` me
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from ..errors import CollectiveMismatch, RingtrainError
 from . import contract as C
 from .base import Communicator, Handle, ReduceOp
 from .buffers import ResultBuffers
-from .executor import DoneHandle, OrderedExecutor
+from .executor import DoneHandle, OrderedExecutor, main_thread_waits
 
 
 def _flat(arr: np.ndarray) -> np.ndarray:
@@ -24,6 +26,27 @@ def _flat(arr: np.ndarray) -> np.ndarray:
 def _bytes(arr: np.ndarray) -> np.ndarray:
     """A 1-d uint8 view of a C-contiguous array, for dtype-agnostic data movement."""
     return arr.reshape(-1).view(np.uint8)
+
+
+def _ranks_text(ranks: list[int]) -> str:
+    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
+
+
+#: rounds of unchanged offers, every rank's main thread waiting, before the ranks give up
+#: agreeing on a named operation (about 1 s with the growing pause between rounds)
+_STUCK_ROUNDS = 60
+
+
+def _names_apart(offers: list[tuple[str, list[str], bool]]) -> str:
+    """What each rank is in, and which named operations some rank has not started."""
+    doing = ", ".join(f"rank {r} in {what}" for r, (what, _, _) in enumerate(offers))
+    started = list(dict.fromkeys(name for _, names, _ in offers for name in names))
+    lacking = "; ".join(
+        f"{name} not started on "
+        f"{_ranks_text([r for r, (_, names, _) in enumerate(offers) if name not in names])}"
+        for name in started[:4])
+    return f"the workers started differently named operations ({doing})" + \
+        (f": {lacking}" if lacking else "")
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
@@ -69,16 +92,68 @@ class CommunicatorBase(Communicator):
 
     def _launch(self, job: Callable[[], Any], async_op: bool, refs: tuple) -> Any:
         if async_op:
-            return self._executor.submit(job, refs)
+            return self._executor.submit(job, refs, C.operation_name())
         return self._executor.run(job)
 
     def _verify(self, desc: bytes, first_dim_free: bool = False) -> memoryview | None:
-        """Exchange descriptors and raise CollectiveMismatch on every rank if they differ."""
+        """Exchange descriptors and raise CollectiveMismatch on every rank if they differ.
+
+        Where the ranks started differently named operations, they first run the named
+        operations they agree on (``_run_agreed_name``), until their current calls match."""
         if not self.check:
             return None
-        raw = self._exchange(desc)
-        C.verify(raw, desc, self.world_size, first_dim_free)
-        return raw
+        while True:
+            raw = self._exchange(desc)
+            try:
+                C.verify(raw, desc, self.world_size, first_dim_free)
+                return raw
+            except C.NamesDiffer:
+                self._run_agreed_name(desc)
+
+    def _run_agreed_name(self, desc: bytes) -> None:
+        """Agree with the other ranks on a named operation that every rank has started (this
+        rank's current one, described by ``desc``, or one in its queue) and run it; return
+        when it ran (or when it is this rank's current one, which the caller checks again).
+
+        The choice is the first name in rank 0's order that every rank offers. While there is
+        none, the ranks offer again (a rank may start its part later), rank 0 warning every
+        ``RINGTRAIN_STALL_WARNING`` seconds; a rank that is lost is the watchdog's to find.
+        When no rank can start anything more (each one's main thread waits for a collective)
+        and the offers stay the same for ``_STUCK_ROUNDS`` rounds, every rank raises
+        CollectiveMismatch instead of waiting forever."""
+        mine = C.label_of(C.unpack(desc, 1)[0][C.F_NAME])
+        doing = C.call_text(desc)
+        warn_after = env.get("RINGTRAIN_STALL_WARNING")
+        started = time.monotonic()
+        next_warning = started + warn_after if warn_after > 0 else float("inf")
+        pause, stuck, previous = 2e-4, 0, None
+        while True:
+            blocked = main_thread_waits()       # before the queue: what it queued is in it
+            offer = ([mine] if mine else []) + self._executor.queued_names()
+            offers = self._allgather_obj((doing, offer, blocked))
+            names = [set(o) for _, o, _ in offers]
+            common = [name for name in offers[0][1] if all(name in n for n in names)]
+            if common:
+                if common[0] != mine:
+                    self._executor.run_queued(common[0])
+                return
+            # every rank computes the same from the same offers, so all raise together
+            stuck = stuck + 1 if all(b for _, _, b in offers) and offers == previous else 0
+            previous = offers
+            if stuck >= _STUCK_ROUNDS:
+                raise CollectiveMismatch(
+                    f"{_names_apart(offers)}; every rank waits for a collective, so none can "
+                    f"start the others' operations. Named operations pair by name (as in "
+                    f"Horovod): every worker must start each of them")
+            now = time.monotonic()
+            if self.rank == 0 and now >= next_warning:
+                next_warning = now + warn_after
+                print(f"ringtrain: the ranks have waited {now - started:.0f} s for each "
+                      f"other's named operations: {_names_apart(offers)}. Named operations "
+                      f"pair by name: every worker must start each of them "
+                      f"(RINGTRAIN_STALL_WARNING)", file=sys.stderr, flush=True)
+            time.sleep(pause)       # the others may start theirs later
+            pause = min(2 * pause, 0.02)
 
     def _abandon(self, kind: str, wait: bool = True) -> None:
         """This rank's arguments were invalid: still take part in the descriptor exchange, so
@@ -118,7 +193,8 @@ class CommunicatorBase(Communicator):
 
         arr, rop, alg = self._checked("allreduce", validate)
         alg = self._pick_algorithm(alg, arr.nbytes)
-        desc = C.descriptor("allreduce", arr.shape, arr.dtype, rop, algorithm=alg)
+        desc = C.descriptor("allreduce", arr.shape, arr.dtype, rop, algorithm=alg,
+                            name=C.operation_name())
 
         def job():
             self._verify(desc)
@@ -178,11 +254,12 @@ class CommunicatorBase(Communicator):
         alg = self._pick_algorithm(alg, sum(arrs[i].nbytes for i in bucket))
         if len(bucket) == 1:
             return bucket, alg, C.descriptor("allreduce", first.shape, first.dtype, op,
-                                             algorithm=alg)
+                                             algorithm=alg, name=C.operation_name())
         total = sum(arrs[i].size for i in bucket)
         return bucket, alg, C.descriptor("allreduce", (total,), first.dtype, op, algorithm=alg,
                                          count=len(bucket),
-                                         members=tuple(arrs[i].shape for i in bucket))
+                                         members=tuple(arrs[i].shape for i in bucket),
+                                         name=C.operation_name())
 
     def _reduce_buckets(self, arrs: list[np.ndarray], plans: list, op: ReduceOp) -> list:
         """On the communication thread: each bucket's contract check, then its reduction; a
@@ -216,7 +293,7 @@ class CommunicatorBase(Communicator):
             return arr, r
 
         arr, r = self._checked("broadcast", validate)
-        desc = C.descriptor("broadcast", arr.shape, arr.dtype, root=r)
+        desc = C.descriptor("broadcast", arr.shape, arr.dtype, root=r, name=C.operation_name())
 
         def job():
             self._verify(desc)
@@ -241,7 +318,7 @@ class CommunicatorBase(Communicator):
         if arr.ndim == 0:
             arr = arr.reshape(1)
         src = np.ascontiguousarray(arr)
-        desc = C.descriptor("allgather", arr.shape, arr.dtype)
+        desc = C.descriptor("allgather", arr.shape, arr.dtype, name=C.operation_name())
 
         def job():
             if self.world_size == 1:
@@ -271,7 +348,8 @@ class CommunicatorBase(Communicator):
 
         arr, rop, alg = self._checked("reduce_scatter", validate)
         alg = self._pick_algorithm(alg, arr.nbytes, shm_capable=False)
-        desc = C.descriptor("reduce_scatter", arr.shape, arr.dtype, rop, algorithm=alg)
+        desc = C.descriptor("reduce_scatter", arr.shape, arr.dtype, rop, algorithm=alg,
+                            name=C.operation_name())
 
         def job():
             self._verify(desc)
@@ -296,7 +374,7 @@ class CommunicatorBase(Communicator):
 
         arr, parts = self._checked("alltoall", validate)
         src = np.ascontiguousarray(arr)
-        desc = C.descriptor("alltoall", arr.shape, arr.dtype)
+        desc = C.descriptor("alltoall", arr.shape, arr.dtype, name=C.operation_name())
 
         def job():
             self._verify(desc, first_dim_free=True)

@@ -1,15 +1,22 @@
 """Argument checks for collectives, and the descriptor every rank exchanges to catch mismatches.
 
 Each collective is a contract among all ranks (same call order, shapes, dtypes, ops, roots).
-Before moving data, every rank contributes one fixed-size descriptor of its call (16 int64) to
+Before moving data, every rank contributes one fixed-size descriptor of its call (17 int64) to
 an all-gather; equal descriptors mean the call is safe, and different ones let every rank raise
 the same ``CollectiveMismatch`` naming what differed on which ranks. Because the descriptor has
 the same size for every collective, the check itself can never mismatch.
+
+Named operations (Horovod's ``name=``) carry a hash of their name. Descriptors whose names
+differ raise ``NamesDiffer``: the communicator then agrees with the other ranks on which named
+operation runs first, since Horovod matches named operations by name, not by call order.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import hashlib
 import struct
 import zlib
 from collections.abc import Sequence
@@ -24,7 +31,7 @@ from .ring import chunk_bounds
 
 # --- collective kinds, ops, algorithms: stable small codes for the descriptor --------------------
 KINDS = ("none", "allreduce", "broadcast", "allgather", "reduce_scatter", "alltoall", "barrier",
-         "broadcast_object", "allgather_object", "shutdown", "join")
+         "broadcast_object", "allgather_object", "shutdown", "join", "split")
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
 OPS = (None, ReduceOp.SUM, ReduceOp.AVG, ReduceOp.MIN, ReduceOp.MAX)
 OP_CODE = {op: i for i, op in enumerate(OPS)}
@@ -43,7 +50,7 @@ _FLOATING = frozenset(FLOATING)
 _OP_NAMES = {"sum": ReduceOp.SUM, "avg": ReduceOp.AVG, "average": ReduceOp.AVG,
              "mean": ReduceOp.AVG, "min": ReduceOp.MIN, "max": ReduceOp.MAX}
 
-DESCRIPTOR_FIELDS = 16
+DESCRIPTOR_FIELDS = 17
 _MAX_DIMS = 7           # dims 0..6 travel verbatim; the rest as a hash
 _PACK = struct.Struct(f"<{DESCRIPTOR_FIELDS}q")
 DESCRIPTOR_BYTES = _PACK.size
@@ -51,8 +58,62 @@ FLAG_INVALID = 1        # this rank's arguments were invalid: every rank must sk
 
 # descriptor field indices
 F_KIND, F_OP, F_DTYPE, F_ROOT, F_ALG, F_NDIM, F_DIM0 = range(7)
-F_SHAPE_HASH, F_FLAGS, F_COUNT = 13, 14, 15
+F_SHAPE_HASH, F_FLAGS, F_COUNT, F_NAME = 13, 14, 15, 16
 JOIN = KIND_CODE["join"]
+
+
+# --- names: Horovod matches named operations by name ---------------------------------------------
+
+_operation_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ringtrain_operation_name", default=None)
+
+
+@contextlib.contextmanager
+def named(label: str | None):
+    """Collectives called inside carry ``label`` (e.g. ``"allreduce 'loss'"``): ranks match
+    them by it instead of by call order (the torch layer's ``name=``)."""
+    token = _operation_name.set(label)
+    try:
+        yield
+    finally:
+        _operation_name.reset(token)
+
+
+def operation_name() -> str | None:
+    """The label set by the innermost ``named()`` around this call, if any."""
+    return _operation_name.get()
+
+
+_labels: dict[int, str] = {}    # code -> label of the names this rank used (for messages)
+
+
+@functools.lru_cache(maxsize=4096)
+def name_code(label: str | None) -> int:
+    """A label's code in descriptors: a 63-bit hash for a name, 0 for none."""
+    if label is None:
+        return 0
+    digest = hashlib.blake2b(label.encode(), digest_size=8).digest()
+    code = (int.from_bytes(digest, "little") >> 1) or 1
+    if len(_labels) > 4096:
+        _labels.clear()
+    _labels[code] = label
+    return code
+
+
+def label_of(code: int) -> str | None:
+    """The label this rank used for ``code`` (None for 0, an unnamed call)."""
+    return _labels.get(code, f"an operation named #{code}") if code else None
+
+
+def call_text(desc: bytes) -> str:
+    """This rank's call as a phrase: its label, or the kind of an unnamed call."""
+    row = _PACK.unpack(desc)
+    return label_of(row[F_NAME]) or f"an unnamed {KINDS[row[F_KIND]]}"
+
+
+class NamesDiffer(CollectiveMismatch):
+    """The ranks started differently named operations (or a named one beside an unnamed one):
+    they agree on an order (``CommunicatorBase._run_agreed_name``) instead of failing."""
 
 
 # --- argument checks (the caller's thread; errors name the argument and the fix) -----------------
@@ -163,10 +224,12 @@ _DTYPE_NAMES = {_dtype_code(np.dtype(t)): np.dtype(t).name for t in (
 @functools.lru_cache(maxsize=4096)
 def descriptor(kind: str, shape: tuple | None = None, dtype: np.dtype | None = None,
                op: ReduceOp | None = None, root: int = -1, algorithm: str | None = None,
-               flags: int = 0, count: int = 0, members: tuple | None = None) -> bytes:
-    """The packed 16-int64 descriptor of one collective call on this rank (cached: training
+               flags: int = 0, count: int = 0, members: tuple | None = None,
+               name: str | None = None) -> bytes:
+    """The packed 17-int64 descriptor of one collective call on this rank (cached: training
     repeats the same calls every step). ``members``: the shapes of the ``count`` arrays fused
-    into one allreduce_many bucket, which travel as a hash."""
+    into one allreduce_many bucket, which travel as a hash. ``name``: a named operation's
+    label (``named()``), which travels as ``name_code``."""
     fields = [0] * DESCRIPTOR_FIELDS
     fields[F_KIND] = KIND_CODE[kind]
     fields[F_OP] = OP_CODE[op]
@@ -175,6 +238,7 @@ def descriptor(kind: str, shape: tuple | None = None, dtype: np.dtype | None = N
     fields[F_ALG] = ALGORITHM_CODE[algorithm]
     fields[F_FLAGS] = flags
     fields[F_COUNT] = count
+    fields[F_NAME] = name_code(name)
     if shape is None:
         fields[F_NDIM] = -1
     else:
@@ -223,6 +287,9 @@ def verify(raw: bytes | memoryview, mine: bytes, world_size: int, first_dim_free
             raise error
         # the joined ranks stand in for this call: compare the other ranks' descriptors
         rows = [mine_row if r[F_KIND] == JOIN else r for r in rows]
+    elif len({r[F_NAME] for r in rows}) > 1 and not any(
+            r[F_FLAGS] & FLAG_INVALID or r[F_KIND] == KIND_CODE["shutdown"] for r in rows):
+        raise NamesDiffer("the ranks started differently named operations")
     problem = describe_mismatch(rows, first_dim_free)
     if problem:
         error = CollectiveMismatch(problem)
@@ -334,4 +401,8 @@ def describe_mismatch(rows: list[tuple[int, ...]], first_dim_free: bool) -> str:
         return differ("algorithm", [f"algorithm={names.get(r[F_ALG])!r}" for r in rows])
     if len({r[F_COUNT] for r in rows}) > 1:
         return differ("number of arrays", [str(r[F_COUNT]) for r in rows])
+    if len({r[F_NAME] for r in rows}) > 1:
+        return (f"{what}: the ranks started differently named operations "
+                f"({'; '.join(f'{_ranks(rs)}: name #{v}' for v, rs in _groups([r[F_NAME] for r in rows]))}) "
+                f"while a rank waited in join(), which matches calls by order")
     return ""

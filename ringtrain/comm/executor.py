@@ -6,6 +6,11 @@ the thread hand-off, tens of microseconds, on every small call). Either way exac
 is inside the engine at any moment and every rank issues its collectives in the order they were
 submitted, so async and sync calls can be mixed freely. The engine therefore needs at least
 MPI_THREAD_SERIALIZED. Handles keep their buffers referenced until the job has finished.
+
+One exception to submission order: named operations (Horovod's ``name=``). When the ranks
+find that they started differently named operations, they agree on one that every rank has
+queued, and the thread inside the current job takes it out of the queue and runs it first
+(``run_queued``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,26 @@ from typing import Any
 
 from ..errors import CommError
 from .base import Handle
+
+# Threads blocked in a collective (waiting for a handle or their turn, or running a synchronous
+# one), with how many times: a main thread in here cannot start the operation another rank waits
+# for (CommunicatorBase._run_agreed_name).
+_waiting_threads: collections.Counter = collections.Counter()
+
+
+def main_thread_waits() -> bool:
+    """Whether the program's main thread is blocked in a collective."""
+    return _waiting_threads[threading.main_thread().ident] > 0
+
+
+class _Waiting:
+    """Marks this thread as blocked in a collective while inside."""
+
+    def __enter__(self) -> None:
+        _waiting_threads[threading.get_ident()] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _waiting_threads[threading.get_ident()] -= 1
 
 
 class FutureHandle(Handle):
@@ -40,8 +65,11 @@ class FutureHandle(Handle):
         self._event.set()
 
     def wait(self, timeout: float | None = None) -> Any:
-        if not self._event.wait(timeout):
-            raise TimeoutError(f"collective did not finish within {timeout} s")
+        if not self._event.is_set():
+            with _Waiting():
+                finished = self._event.wait(timeout)
+            if not finished:
+                raise TimeoutError(f"collective did not finish within {timeout} s")
         if self._error is not None:
             raise self._error
         return self._result
@@ -65,6 +93,15 @@ class DoneHandle(Handle):
         return True
 
 
+def _run_into(job: Callable[[], Any], handle: FutureHandle) -> None:
+    handle.started = time.time()
+    try:
+        result, error = job(), None
+    except BaseException as exc:  # noqa: BLE001 -- re-raised by the handle's wait()
+        result, error = None, exc
+    handle._finish(result, error)
+
+
 class OrderedExecutor:
     """Runs jobs one at a time in submission order (async on a thread, sync inline)."""
 
@@ -83,17 +120,20 @@ class OrderedExecutor:
             return
         self._waiters += 1
         try:
-            while not ready():
-                self._cv.wait()
+            with _Waiting():
+                while not ready():
+                    self._cv.wait()
         finally:
             self._waiters -= 1
 
-    def submit(self, job: Callable[[], Any], refs: tuple = ()) -> FutureHandle:
+    def submit(self, job: Callable[[], Any], refs: tuple = (), name: str | None = None
+               ) -> FutureHandle:
+        """Queue ``job``; ``name``: the label of its named operation (None: unnamed)."""
         handle = FutureHandle(refs)
         with self._cv:
             if self._closed:
                 raise CommError("the communicator was shut down; call ringtrain.init() again")
-            self._queue.append((job, handle))
+            self._queue.append((job, handle, name))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()
@@ -111,7 +151,8 @@ class OrderedExecutor:
                 raise CommError("the communicator was shut down; call ringtrain.init() again")
             self._busy = True
         try:
-            return job()
+            with _Waiting():
+                return job()
         finally:
             with cv:
                 self._busy = False
@@ -125,18 +166,31 @@ class OrderedExecutor:
                 self._wait_until(lambda: self._closed or (self._queue and not self._busy))
                 if not self._queue:
                     return          # closed and drained
-                job, handle = self._queue.popleft()
+                job, handle, _ = self._queue.popleft()
                 self._busy = True
-            handle.started = time.time()
-            try:
-                result, error = job(), None
-            except BaseException as exc:  # noqa: BLE001 -- re-raised by the handle's wait()
-                result, error = None, exc
-            handle._finish(result, error)
+            _run_into(job, handle)
             with cv:
                 self._busy = False
                 if self._waiters:
                     cv.notify_all()
+
+    def queued_names(self) -> list[str]:
+        """The labels of the named jobs waiting in the queue, in submission order."""
+        with self._cv:
+            return [name for _, _, name in self._queue if name is not None]
+
+    def run_queued(self, name: str) -> None:
+        """Take the first queued job named ``name`` out of the queue and run it in this thread,
+        which must be the one running the current job (every rank does the same, so the
+        collectives stay in step)."""
+        with self._cv:
+            for i, (job, handle, queued) in enumerate(self._queue):
+                if queued == name:
+                    del self._queue[i]
+                    break
+            else:
+                raise KeyError(name)
+        _run_into(job, handle)
 
     def drain(self) -> None:
         """Block until every submitted job has finished."""

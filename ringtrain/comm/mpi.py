@@ -196,6 +196,19 @@ class MPICommunicator(CommunicatorBase):
 
         return super()._launch(guarded, async_op, refs)
 
+    def split(self, member: bool, key: int) -> Any:
+        """``MPI_Comm_split`` of this communicator into the members (ordered by ``key``) and
+        the rest, who get None: a collective, checked and run in turn with the others (the
+        communication thread may be inside one on the same MPI communicator)."""
+        desc = C.descriptor("split")
+
+        def job():
+            self._verify(desc)
+            return self._comm.Split(0 if member else self._MPI.UNDEFINED, key)
+
+        sub = self._launch(job, False, ())
+        return sub if member else None
+
     def _mpi_op(self, op: ReduceOp, dtype: np.dtype) -> Any:
         if dtype.kind == "b":
             return self._bool_ops[op]

@@ -125,6 +125,7 @@ class Watchdog:
         self.window = min(1.0, warn_after / 2, timeout / 3)
         self.entered = 0                # sequence number of the last collective entered
         self.kind = ""
+        self._kinds: list[str] = []     # the collectives this rank is in, outermost first
         self.since: float | None = None     # when this rank entered the collective it waits in
         self._stop = threading.Event()
         self._query = np.zeros(1, dtype=np.int64)
@@ -138,14 +139,26 @@ class Watchdog:
 
     # --- called by the communicator around every collective ------------------------------------
     def enter(self, kind: str = "collective") -> None:
-        self.kind = kind
-        self.entered += 1
-        self.since = time.monotonic()
-        _waiting_in[id(self)] = self.entered
+        # A job run inside another (a named operation the ranks agreed to run first, see
+        # CommunicatorBase._verify) takes the number of the call it was agreed in; the outer
+        # call then waits again under the next number, as the ranks that ran it on its own do.
+        self._kinds.append(kind)
+        self._wait(kind, next_number=len(self._kinds) == 1)
 
     def leave(self) -> None:
+        self._kinds.pop()
+        if self._kinds:
+            self._wait(self._kinds[-1], next_number=True)
+            return
         self.since = None
         _waiting_in.pop(id(self), None)
+
+    def _wait(self, kind: str, next_number: bool) -> None:
+        self.kind = kind
+        if next_number:
+            self.entered += 1
+        self.since = time.monotonic()
+        _waiting_in[id(self)] = self.entered
 
     def close(self) -> None:
         """Stop the thread and free its communicator (collective: every rank closes)."""

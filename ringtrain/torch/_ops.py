@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..comm import contract as C
 from ..comm.base import Communicator, ReduceOp
 from ..errors import CollectiveMismatch, NotInitializedError
 from ..world import process_group
@@ -176,10 +177,19 @@ def _claim_name(kind: str, name: Any, what: str) -> tuple[str, str] | None:
                      f"one or pick another name")
 
 
+def _label(kind: str, name: Any) -> str | None:
+    """What the workers match a named operation by (its kind and name), None without a name."""
+    return None if name is None else f"{kind} {name!r}"
+
+
 def _submit(key: tuple[str, str] | None, start: Callable[[], Any]) -> Any:
-    """``start()`` (which submits a collective); the name is released if it fails."""
-    try:
+    """``start()`` (which submits collectives, matched across workers by ``key``'s name when
+    there is one); the name is released if it fails."""
+    if key is None:
         return start()
+    try:
+        with C.named(_label(*key)):
+            return start()
     except BaseException:
         _release_name(key)
         raise
@@ -441,7 +451,8 @@ def _grouped_allreduce_async(tensors: list[torch.Tensor], in_place: bool, op: An
     and is divided afterwards, so one op serves every dtype. Products and Adasum are gathered,
     tensor by tensor (Adasum's coefficients are each tensor's own, as in Horovod)."""
     if isinstance(op, _GatheredOp):
-        ids = [_allreduce_async(t, in_place, op, prescale, postscale, what) for t in tensors]
+        with C.named(_label("grouped_allreduce", name)):
+            ids = [_allreduce_async(t, in_place, op, prescale, postscale, what) for t in tensors]
         key = _claim_name("grouped_allreduce", name, what)
         return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
     prepared = [_reduce_input(t, in_place, op, prescale, what) for t in tensors]
@@ -610,7 +621,7 @@ def grouped_allgather_async(tensors: Any, name: str | None = None,
     ts = _tensor_list(tensors, what)
     if any(t.is_cuda for t in ts):
         key = _claim_name("grouped_allgather", name, what)
-        ids = [allgather_async(t) for t in ts]
+        ids = _submit(key, lambda: [allgather_async(t) for t in ts])
         return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
     sources = [t.detach().contiguous() for t in ts]
     sources = [t.reshape(1) if t.dim() == 0 else t for t in sources]
@@ -868,8 +879,8 @@ def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: An
                         f"for dense tensors)")
     key = _claim_name("sparse_allreduce", name, what)
     # allgather concatenates along dimension 0: indices travel as (nnz, ndim) rows.
-    ids = [allgather_async(tensor._indices().t().contiguous()),
-           allgather_async(tensor._values().contiguous())]
+    ids = _submit(key, lambda: [allgather_async(tensor._indices().t().contiguous()),
+                                allgather_async(tensor._values().contiguous())])
     world = comm().world_size
 
     def finish(_: Any) -> torch.Tensor:
@@ -974,7 +985,7 @@ def grouped_reducescatter_async(tensors: Any, name: str | None = None, op: Any =
     _sum_or_average(rop, what)
     if any(t.is_cuda for t in ts):
         key = _claim_name("grouped_reducescatter", name, what)
-        ids = [_reducescatter_async(t, rop, pre, post, what) for t in ts]
+        ids = _submit(key, lambda: [_reducescatter_async(t, rop, pre, post, what) for t in ts])
         return _register([], lambda _: [synchronize(i) for i in ids], key, grouped=True)
     return _fused_reducescatter_async(ts, rop, pre, post, what, name)
 

@@ -192,17 +192,14 @@ def _sub_communicator(world: Any, ranks: list[int]) -> Any:
     member = world.rank in ranks
     if world.world_size == 1:
         return world if member else None
-    intracomm = getattr(world, "_comm", None)
-    if intracomm is None:
-        raise NotImplementedError(f"add_process_set: process sets need the MPI backend; this "
-                                  f"job's communicator is {world.backend!r}")
-    from mpi4py import MPI
-
     from ..comm.mpi import MPICommunicator
 
-    sub = intracomm.Split(0 if member else MPI.UNDEFINED, ranks.index(world.rank)
-                          if member else 0)
-    if not member:
+    split = getattr(world, "split", None)      # the MPI backend's (a device wrapper forwards it)
+    if split is None:
+        raise NotImplementedError(f"add_process_set: process sets need the MPI backend; this "
+                                  f"job's communicator is {world.backend!r}")
+    sub = split(member, ranks.index(world.rank) if member else 0)
+    if sub is None:
         return None
     return MPICommunicator(sub, check=world.check, dup=False)
 

@@ -73,10 +73,16 @@ expect_raises(ValueError, lambda: hvd.broadcast_async(x, root_rank=0, name="bdup
 assert torch.equal(hvd.synchronize(b), rank_input(7, N - 1))
 if N > 1:
     # A duplicate on rank 0 only: ValueError there, CollectiveMismatch on the others.
-    h = hvd.allreduce_async(x, name="solo" if R == 0 else None, op=hvd.Sum)
+    h = hvd.allreduce_async(x, name="solo", op=hvd.Sum)
     expect_raises(ValueError if R == 0 else CollectiveMismatch,
                   lambda: hvd.allreduce_async(x, name="solo") if R == 0 else hvd.allreduce(x))
     assert torch.equal(hvd.synchronize(h), total(7))
+    still_works()
+    # Names pair by name: a named operation on rank 0 against an unnamed one elsewhere, every
+    # worker waiting for its result, is a deadlock; every worker raises instead of waiting.
+    h = hvd.allreduce_async(x, name="lonely" if R == 0 else None, op=hvd.Sum)
+    expect_raises(CollectiveMismatch, lambda: hvd.synchronize(h), "rank 0 in allreduce 'lonely'",
+                  "rank 1 in an unnamed allreduce", "not started on rank")
     still_works()
 ok("names")
 
