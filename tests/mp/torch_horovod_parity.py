@@ -84,6 +84,12 @@ if N > 1:
     expect_raises(CollectiveMismatch, lambda: hvd.synchronize(h), "rank 0 in allreduce 'lonely'",
                   "rank 1 in an unnamed allreduce", "not started on rank")
     still_works()
+    # ... and against a synchronous collective that runs in the main thread itself
+    expect_raises(CollectiveMismatch,
+                  (lambda: hvd.synchronize(hvd.allreduce_async(x, name="alone"))) if R == 0
+                  else (lambda: hvd.allgather_object(R)),
+                  "rank 0 in allreduce 'alone'", "rank 1 in an unnamed allgather_object")
+    still_works()
 ok("names")
 
 # --- grouped allreduce / allgather -----------------------------------------------------------------
