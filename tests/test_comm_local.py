@@ -194,6 +194,46 @@ def test_executor_keeps_submission_order_and_reraises():
         ex.submit(lambda: None)
 
 
+def test_executor_runs_a_queued_named_job_first_when_asked():
+    ex = OrderedExecutor()
+    gate, order = threading.Event(), []
+    first = ex.submit(lambda: gate.wait(5) and order.append("first"))
+    named = {label: ex.submit(lambda label=label: order.append(label) or label, name=label)
+             for label in ("allreduce 'x'", "allreduce 'y'")}
+    unnamed = ex.submit(lambda: order.append("unnamed"))
+    assert ex.queued_names() == ["allreduce 'x'", "allreduce 'y'"]
+    ex.run_queued("allreduce 'y'")          # as the thread inside a job would: runs it here
+    assert order == ["allreduce 'y'"] and named["allreduce 'y'"].wait(0) == "allreduce 'y'"
+    assert ex.queued_names() == ["allreduce 'x'"]
+    with pytest.raises(KeyError):
+        ex.run_queued("allreduce 'y'")
+    gate.set()
+    unnamed.wait(5)
+    assert first.done() and order == ["allreduce 'y'", "first", "allreduce 'x'", "unnamed"]
+    ex.close()
+
+
+def test_descriptors_with_different_names_ask_for_agreement_not_an_error():
+    def call(name, invalid=False):
+        return contract.descriptor("allreduce", (4,), np.dtype(np.float32), ReduceOp.SUM,
+                                   name=name, flags=contract.FLAG_INVALID if invalid else 0)
+
+    x, y, plain = call("allreduce 'x'"), call("allreduce 'y'"), call(None)
+    assert contract.call_text(x) == "allreduce 'x'"
+    assert contract.call_text(plain) == "an unnamed allreduce"
+    contract.verify(x + x, x, 2, False)                 # same name: the call proceeds
+    for other in (y, plain):
+        with pytest.raises(contract.NamesDiffer):
+            contract.verify(x + other, x, 2, False)
+    # a rank whose arguments were invalid, or that shut down, is an error, not a reordering
+    with pytest.raises(CollectiveMismatch) as info:
+        contract.verify(x + call(None, invalid=True), x, 2, False)
+    assert not isinstance(info.value, contract.NamesDiffer)
+    with pytest.raises(CollectiveMismatch) as info:
+        contract.verify(x + contract.descriptor("shutdown"), x, 2, False)
+    assert not isinstance(info.value, contract.NamesDiffer)
+
+
 def _rows(*descs):
     return contract.unpack(b"".join(descs), len(descs))
 
