@@ -113,29 +113,23 @@ for step, handle in enumerate(unnamed):
 for i, name in enumerate(named):
     check(name, hvd.synchronize(named_handles[name]), sum(everyone(10 + i)))
 
-# 3. a rank that starts its part late
-if R == 0:
-    check("first", hvd.synchronize(hvd.allreduce_async(own(30), name="first", op=hvd.Sum)),
-          sum(everyone(30)))
-    second = hvd.allreduce_async(own(31), name="second", op=hvd.Sum)
-else:
-    second = hvd.allreduce_async(own(31), name="second", op=hvd.Sum)
-    time.sleep(0.3)
-    check("first", hvd.synchronize(hvd.allreduce_async(own(30), name="first", op=hvd.Sum)),
-          sum(everyone(30)))
-check("second", hvd.synchronize(second), sum(everyone(31)))
+# 3, 4. a rank that starts its part late (rank 0 waits for the first name meanwhile)
+def late_start(first: str, second: str, index: int, delay: float) -> None:
+    def run_first():
+        handle = hvd.allreduce_async(own(index), name=first, op=hvd.Sum)
+        check(first, hvd.synchronize(handle), sum(everyone(index)))
 
-# 4. a longer wait
-if R == 0:
-    check("late-a", hvd.synchronize(hvd.allreduce_async(own(32), name="late-a", op=hvd.Sum)),
-          sum(everyone(32)))
-    late = hvd.allreduce_async(own(33), name="late-b", op=hvd.Sum)
-else:
-    late = hvd.allreduce_async(own(33), name="late-b", op=hvd.Sum)
-    time.sleep(1.2)
-    check("late-a", hvd.synchronize(hvd.allreduce_async(own(32), name="late-a", op=hvd.Sum)),
-          sum(everyone(32)))
-check("late-b", hvd.synchronize(late), sum(everyone(33)))
+    if R == 0:
+        run_first()
+    later = hvd.allreduce_async(own(index + 1), name=second, op=hvd.Sum)
+    if R > 0:
+        time.sleep(delay)
+        run_first()
+    check(second, hvd.synchronize(later), sum(everyone(index + 1)))
+
+
+late_start("first", "second", 30, 0.3)
+late_start("late-a", "late-b", 32, 1.2)        # long enough for a 1 s stall warning
 
 # 5. the job goes on in step: an unnamed allreduce and a DistributedOptimizer step
 check("after", hvd.allreduce(own(40), op=hvd.Sum), sum(everyone(40)))
