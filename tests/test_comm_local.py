@@ -225,6 +225,9 @@ def test_descriptors_with_different_names_ask_for_agreement_not_an_error():
     for other in (y, plain):
         with pytest.raises(contract.NamesDiffer):
             contract.verify(x + other, x, 2, False)
+    # beside a joined rank (no agreement then) the message names both calls
+    assert "rank 0 started allreduce 'x'; rank 1 started an unnamed one" in \
+        contract.describe_mismatch(_rows(x, plain), False)
     # a rank whose arguments were invalid, or that shut down, is an error, not a reordering
     with pytest.raises(CollectiveMismatch) as info:
         contract.verify(x + call(None, invalid=True), x, 2, False)

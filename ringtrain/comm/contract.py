@@ -401,8 +401,9 @@ def describe_mismatch(rows: list[tuple[int, ...]], first_dim_free: bool) -> str:
         return differ("algorithm", [f"algorithm={names.get(r[F_ALG])!r}" for r in rows])
     if len({r[F_COUNT] for r in rows}) > 1:
         return differ("number of arrays", [str(r[F_COUNT]) for r in rows])
-    if len({r[F_NAME] for r in rows}) > 1:
-        return (f"{what}: the ranks started differently named operations "
-                f"({'; '.join(f'{_ranks(rs)}: name #{v}' for v, rs in _groups([r[F_NAME] for r in rows]))}) "
-                f"while a rank waited in join(), which matches calls by order")
+    if len({r[F_NAME] for r in rows}) > 1:    # only while a rank has joined: see verify()
+        started = "; ".join(f"{_ranks(rs)} started {label_of(code) or 'an unnamed one'}"
+                            for code, rs in _groups([r[F_NAME] for r in rows]))
+        return (f"{what}: the ranks started differently named operations ({started}) while "
+                f"a rank waited in join(), which pairs calls by order")
     return ""

@@ -224,7 +224,8 @@ class NcclCommunicator(OverHost):
         result = out if out is not None else _empty_like(x)
         dst, _ = self._cuda.view(result)
         desc = C.descriptor("allreduce", tuple(src.shape), _descriptor_dtype(src, dtype), rop,
-                            algorithm="ring" if alg == "ring" else "native")
+                            algorithm="ring" if alg == "ring" else "native",
+                            name=C.operation_name())
         code = nccl_dtype(dtype)
 
         def enqueue(stream: int) -> None:
@@ -254,7 +255,8 @@ class NcclCommunicator(OverHost):
         src, dtype = self._cuda.view(x)
         result = out if out is not None else _empty_like(x)
         dst, _ = self._cuda.view(result)
-        desc = C.descriptor("broadcast", tuple(src.shape), _descriptor_dtype(src, dtype), root=r)
+        desc = C.descriptor("broadcast", tuple(src.shape), _descriptor_dtype(src, dtype), root=r,
+                            name=C.operation_name())
 
         def enqueue(stream: int) -> None:
             nbytes = src.size * src.itemsize
@@ -275,7 +277,8 @@ class NcclCommunicator(OverHost):
         result = _empty_like(x, (sum(rows), *src.shape[1:]))
         dst, _ = self._cuda.view(result)
         row_bytes = int(np.prod(src.shape[1:], dtype=np.int64)) * src.itemsize
-        desc = C.descriptor("allgather", tuple(src.shape), _descriptor_dtype(src, dtype))
+        desc = C.descriptor("allgather", tuple(src.shape), _descriptor_dtype(src, dtype),
+                            name=C.operation_name())
         u8 = _NCCL_DTYPES["uint8"]
 
         def enqueue(stream: int) -> None:
@@ -306,7 +309,7 @@ class NcclCommunicator(OverHost):
         result = _empty_like(x, (parts[self.rank], *src.shape[1:]))
         dst, _ = self._cuda.view(result)
         desc = C.descriptor("reduce_scatter", tuple(src.shape), _descriptor_dtype(src, dtype),
-                            rop, algorithm="native")
+                            rop, algorithm="native", name=C.operation_name())
         code = nccl_dtype(dtype)
 
         def enqueue(stream: int) -> None:
@@ -336,7 +339,8 @@ class NcclCommunicator(OverHost):
         result = _empty_like(x, (sum(received), *src.shape[1:]))
         dst, _ = self._cuda.view(result)
         row_bytes = int(np.prod(src.shape[1:], dtype=np.int64)) * src.itemsize
-        desc = C.descriptor("alltoall", tuple(src.shape), _descriptor_dtype(src, dtype))
+        desc = C.descriptor("alltoall", tuple(src.shape), _descriptor_dtype(src, dtype),
+                            name=C.operation_name())
         u8 = _NCCL_DTYPES["uint8"]
 
         def enqueue(stream: int) -> None:
