@@ -114,7 +114,7 @@ def test_named_operations_pair_by_name_not_call_order(ringrun, n):
     env = {"RINGTRAIN_STALL_WARNING": "1"} if n == 2 else {}
     res = ringrun(n, "tests/mp/torch_named_order.py", timeout=100, env=env).check()
     for rank in range(n):
-        assert res.stdout_of(rank) == [f"NAMED-OK rank={rank} cases=16"], res.describe()
+        assert res.stdout_of(rank) == [f"NAMED-OK rank={rank} cases=19"], res.describe()
     if n == 2:
         warned = [line for line in res.stderr_of(0) if "each other's named operations" in line]
         assert warned and "allreduce 'late-a' not started on rank 1" in warned[0] and \

@@ -11,7 +11,8 @@ Horovod. Prints ``NAMED-OK rank=R cases=K``.
    sleep, and only then start 'first'; rank 0 starts 'second' once 'first' is back.
 4. A longer wait (1.2 s: rank 0's 'late-a' against the others' 'late-b'), long enough for
    a stall warning when the test sets RINGTRAIN_STALL_WARNING=1.
-5. After all this, an unnamed allreduce and a DistributedOptimizer step still pair up.
+5. Within a process set (even ranks, odd ranks), names in different orders on its members.
+6. After all this, an unnamed allreduce and a DistributedOptimizer step still pair up.
 """
 
 import time
@@ -131,7 +132,22 @@ def late_start(first: str, second: str, index: int, delay: float) -> None:
 late_start("first", "second", 30, 0.3)
 late_start("late-a", "late-b", 32, 1.2)        # long enough for a 1 s stall warning
 
-# 5. the job goes on in step: an unnamed allreduce and a DistributedOptimizer step
+# 5. within a process set (the odd ranks, the even ones): names reversed on every other member
+sets = [hvd.add_process_set([r for r in range(N) if r % 2 == parity]) for parity in (0, 1)]
+mine = sets[R % 2]
+members = mine.ranks
+names = ["set-a", "set-b", "set-c"]
+if members.index(R) % 2:
+    names = names[::-1]
+started = {name: hvd.allreduce_async(own(50 + int(name == "set-b") + 2 * int(name == "set-c")),
+                                     name=name, op=hvd.Sum, process_set=mine)
+           for name in names}
+for name, index in (("set-a", 50), ("set-b", 51), ("set-c", 52)):
+    check(name, hvd.synchronize(started[name]), sum(of_rank(r, index) for r in members))
+for process_set in sets:
+    hvd.remove_process_set(process_set)
+
+# 6. the job goes on in step: an unnamed allreduce and a DistributedOptimizer step
 check("after", hvd.allreduce(own(40), op=hvd.Sum), sum(everyone(40)))
 model = torch.nn.Linear(3, 1, bias=False).double()
 with torch.no_grad():
@@ -143,4 +159,4 @@ opt.step()
 # the gradient of w . x is x: averaged over ranks, (N + 1) / 2 in every entry
 check("optimizer", model.weight.detach(),
       torch.full((1, 3), 1.0 - (N + 1) / 2, dtype=torch.float64))
-print(f"NAMED-OK rank={R} cases={len(table) + 3 + 2 + 2}", flush=True)
+print(f"NAMED-OK rank={R} cases={len(table) + 3 + 2 + 3 + 2}", flush=True)
