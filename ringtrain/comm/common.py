@@ -93,7 +93,7 @@ class CommunicatorBase(Communicator):
     def _launch(self, job: Callable[[], Any], async_op: bool, refs: tuple) -> Any:
         if async_op:
             return self._executor.submit(job, refs, C.operation_name())
-        return self._executor.run(job)
+        return self._executor.run(job, C.operation_name())
 
     def _verify(self, desc: bytes, first_dim_free: bool = False) -> memoryview | None:
         """Exchange descriptors and raise CollectiveMismatch on every rank if they differ.
@@ -121,8 +121,8 @@ class CommunicatorBase(Communicator):
         When no rank can start anything more (each one's main thread waits for a collective)
         and the offers stay the same for ``_STUCK_ROUNDS`` rounds, every rank raises
         CollectiveMismatch instead of waiting forever."""
-        mine = C.label_of(C.unpack(desc, 1)[0][C.F_NAME])
-        doing = C.call_text(desc)
+        mine = self._executor.running_name()
+        doing = mine or f"an unnamed {C.KINDS[C.unpack(desc, 1)[0][C.F_KIND]]}"
         warn_after = env.get("RINGTRAIN_STALL_WARNING")
         started = time.monotonic()
         next_warning = started + warn_after if warn_after > 0 else float("inf")

@@ -84,7 +84,7 @@ def operation_name() -> str | None:
     return _operation_name.get()
 
 
-_labels: dict[int, str] = {}    # code -> label of the names this rank used (for messages)
+_labels: dict[int, str] = {}    # code -> label of names this rank used, for messages only
 
 
 @functools.lru_cache(maxsize=4096)
@@ -101,14 +101,8 @@ def name_code(label: str | None) -> int:
 
 
 def label_of(code: int) -> str | None:
-    """The label this rank used for ``code`` (None for 0, an unnamed call)."""
+    """For messages: the label this rank used for ``code`` (None for 0, an unnamed call)."""
     return _labels.get(code, f"an operation named #{code}") if code else None
-
-
-def call_text(desc: bytes) -> str:
-    """This rank's call as a phrase: its label, or the kind of an unnamed call."""
-    row = _PACK.unpack(desc)
-    return label_of(row[F_NAME]) or f"an unnamed {KINDS[row[F_KIND]]}"
 
 
 class NamesDiffer(CollectiveMismatch):

@@ -93,15 +93,6 @@ class DoneHandle(Handle):
         return True
 
 
-def _run_into(job: Callable[[], Any], handle: FutureHandle) -> None:
-    handle.started = time.time()
-    try:
-        result, error = job(), None
-    except BaseException as exc:  # noqa: BLE001 -- re-raised by the handle's wait()
-        result, error = None, exc
-    handle._finish(result, error)
-
-
 class OrderedExecutor:
     """Runs jobs one at a time in submission order (async on a thread, sync inline)."""
 
@@ -113,6 +104,9 @@ class OrderedExecutor:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._name = name
+        # the names of the jobs running now (None: unnamed), the outermost first: a job run
+        # inside another by run_queued is on top
+        self._running: list[str | None] = []
 
     def _wait_until(self, ready: Callable[[], bool]) -> None:
         # caller holds the lock
@@ -141,8 +135,9 @@ class OrderedExecutor:
                 self._cv.notify_all()
         return handle
 
-    def run(self, job: Callable[[], Any]) -> Any:
-        """Run ``job`` in this thread once every earlier submission has finished."""
+    def run(self, job: Callable[[], Any], name: str | None = None) -> Any:
+        """Run ``job`` in this thread once every earlier submission has finished; ``name``:
+        the label of its named operation (None: unnamed)."""
         cv = self._cv
         with cv:
             if self._busy or self._queue:
@@ -150,10 +145,12 @@ class OrderedExecutor:
             if self._closed:
                 raise CommError("the communicator was shut down; call ringtrain.init() again")
             self._busy = True
+        self._running.append(name)
         try:
             with _Waiting():
                 return job()
         finally:
+            self._running.pop()
             with cv:
                 self._busy = False
                 if self._waiters:
@@ -166,9 +163,9 @@ class OrderedExecutor:
                 self._wait_until(lambda: self._closed or (self._queue and not self._busy))
                 if not self._queue:
                     return          # closed and drained
-                job, handle, _ = self._queue.popleft()
+                job, handle, name = self._queue.popleft()
                 self._busy = True
-            _run_into(job, handle)
+            self._run_into(job, handle, name)
             with cv:
                 self._busy = False
                 if self._waiters:
@@ -190,7 +187,23 @@ class OrderedExecutor:
                     break
             else:
                 raise KeyError(name)
-        _run_into(job, handle)
+        self._run_into(job, handle, name)
+
+    def running_name(self) -> str | None:
+        """The name of the innermost job running now (None: unnamed, or none running); only
+        the thread running it may ask."""
+        return self._running[-1] if self._running else None
+
+    def _run_into(self, job: Callable[[], Any], handle: FutureHandle, name: str | None) -> None:
+        handle.started = time.time()
+        self._running.append(name)
+        try:
+            result, error = job(), None
+        except BaseException as exc:  # noqa: BLE001 -- re-raised by the handle's wait()
+            result, error = None, exc
+        finally:
+            self._running.pop()
+        handle._finish(result, error)
 
     def drain(self) -> None:
         """Block until every submitted job has finished."""
