@@ -25,15 +25,14 @@ hvd.init()
 R, N = hvd.rank(), hvd.size()
 
 
-def own(name_index: int) -> torch.Tensor:
-    """Rank R's input for the operation numbered ``name_index``: (N + 1, 3), rank dependent."""
-    base = torch.arange((N + 1) * 3, dtype=torch.float64).reshape(N + 1, 3)
-    return base * (R + 1) + 100.0 * name_index
-
-
 def of_rank(r: int, name_index: int) -> torch.Tensor:
+    """Rank r's input for the operation numbered ``name_index``: (N + 1, 3), rank dependent."""
     base = torch.arange((N + 1) * 3, dtype=torch.float64).reshape(N + 1, 3)
     return base * (r + 1) + 100.0 * name_index
+
+
+def own(name_index: int) -> torch.Tensor:
+    return of_rank(R, name_index)
 
 
 def everyone(i: int) -> list[torch.Tensor]:
