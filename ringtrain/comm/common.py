@@ -28,10 +28,6 @@ def _bytes(arr: np.ndarray) -> np.ndarray:
     return arr.reshape(-1).view(np.uint8)
 
 
-def _ranks_text(ranks: list[int]) -> str:
-    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
-
-
 #: rounds of unchanged offers, every rank's main thread waiting, before the ranks give up
 #: agreeing on a named operation (about 1 s with the growing pause between rounds)
 _STUCK_ROUNDS = 60
@@ -43,7 +39,7 @@ def _names_apart(offers: list[tuple[str, list[str], bool]]) -> str:
     started = list(dict.fromkeys(name for _, names, _ in offers for name in names))
     lacking = "; ".join(
         f"{name} not started on "
-        f"{_ranks_text([r for r, (_, names, _) in enumerate(offers) if name not in names])}"
+        f"{C.ranks_text([r for r, (_, names, _) in enumerate(offers) if name not in names])}"
         for name in started[:4])
     return f"the workers started differently named operations ({doing})" + \
         (f": {lacking}" if lacking else "")

@@ -303,7 +303,7 @@ def join_refusal(row: tuple[int, ...], joined: list[int]) -> str:
     whose full shape travels in the descriptor can use. Every rank decides from the same
     descriptors, so the joined ranks skip exactly the calls the others refuse."""
     kind = KINDS[row[F_KIND]] if 0 <= row[F_KIND] < len(KINDS) else "?"
-    who = f"{_ranks(joined)} called join()"
+    who = f"{ranks_text(joined)} called join()"
     if kind == "shutdown":
         return (f"collective mismatch: {who}, waiting for every rank to join; a rank shut "
                 f"down (or its program ended) without calling join()")
@@ -327,7 +327,8 @@ def joined_stand_in(row: tuple[int, ...]) -> tuple[tuple[int, ...], np.dtype, Re
     return dims, np.dtype(_DTYPE_NAMES[row[F_DTYPE]]), OPS[row[F_OP]], algorithm
 
 
-def _ranks(ranks: list[int]) -> str:
+def ranks_text(ranks: list[int]) -> str:
+    """For messages: rank 2, or ranks 0, 1."""
     return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(str(r) for r in ranks)
 
 
@@ -355,19 +356,19 @@ def describe_mismatch(rows: list[tuple[int, ...]], first_dim_free: bool) -> str:
     kinds = [KINDS[r[F_KIND]] if 0 <= r[F_KIND] < len(KINDS) else "?" for r in rows]
     if len(set(kinds)) > 1:
         calls = "; ".join(
-            f"{_ranks(rs)} shut down (or its program ended)" if k == "shutdown"
-            else f"{_ranks(rs)} called {k}" for k, rs in _groups(kinds))
+            f"{ranks_text(rs)} shut down (or its program ended)" if k == "shutdown"
+            else f"{ranks_text(rs)} called {k}" for k, rs in _groups(kinds))
         return (f"collective mismatch: {calls}. Every rank must call the same collectives in "
                 f"the same order")
     what = kinds[0]
     bad = [i for i, r in enumerate(rows) if r[F_FLAGS] & FLAG_INVALID]
     if bad:
-        return (f"{what}: {_ranks(bad)} passed invalid arguments (see the error raised there); "
+        return (f"{what}: {ranks_text(bad)} passed invalid arguments (see the error raised there); "
                 f"the call was skipped on every rank")
 
     def differ(label: str, values: list) -> str:
         groups = _groups(values)
-        parts = ", ".join(f"{_ranks(rs)} sent {v}" for v, rs in groups)
+        parts = ", ".join(f"{ranks_text(rs)} sent {v}" for v, rs in groups)
         return f"{what}: every rank must pass the same {label}; {parts}"
 
     if any(r[F_COUNT] for r in rows):
@@ -375,7 +376,7 @@ def describe_mismatch(rows: list[tuple[int, ...]], first_dim_free: bool) -> str:
         if len(set(key)) > 1:     # buckets of allreduce_many
             return ("allreduce_many: every rank must pass the same arrays (number, shapes and "
                     "order); " + ", ".join(
-                        f"{_ranks(rs)} sent a bucket of {v}" for v, rs in _groups(
+                        f"{ranks_text(rs)} sent a bucket of {v}" for v, rs in _groups(
                             [f"{max(r[F_COUNT], 1)} arrays, {r[F_DIM0]} elements"
                              for r in rows])))
     first = F_DIM0 + 1 if first_dim_free else F_DIM0
@@ -396,7 +397,7 @@ def describe_mismatch(rows: list[tuple[int, ...]], first_dim_free: bool) -> str:
     if len({r[F_COUNT] for r in rows}) > 1:
         return differ("number of arrays", [str(r[F_COUNT]) for r in rows])
     if len({r[F_NAME] for r in rows}) > 1:    # only while a rank has joined: see verify()
-        started = "; ".join(f"{_ranks(rs)} started {label_of(code) or 'an unnamed one'}"
+        started = "; ".join(f"{ranks_text(rs)} started {label_of(code) or 'an unnamed one'}"
                             for code, rs in _groups([r[F_NAME] for r in rows]))
         return (f"{what}: the ranks started differently named operations ({started}) while "
                 f"a rank waited in join(), which pairs calls by order")
