@@ -8,8 +8,9 @@ The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a 
 array each call; "fresh pages": the same with the pool of result arrays off, so each result
 faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_bytes`` up also
 "plain stores": the same without the streaming stores that write such a result),
-``comm.allreduce(y, out=y)`` (in place) and ``allreduce_many`` of a 784-1024-1024-10 MLP's
-gradients. Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at
+``comm.allreduce(y, out=y)`` (in place; with the shared-memory ring also "slots cached" and
+"slots streamed": its slots written one way only, where the default times both, block by
+block, and takes the cheaper) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients. Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at
 the same time, which gives the bytes per second the memory bus moves with all ranks busy; an
 in-place all-reduce of S bytes over N ranks on one machine must read every rank's input and
 write every rank's result, 2 * N * S bytes, so floor = 2 * N * S / bandwidth.
@@ -199,6 +200,16 @@ def plain_stores(comm, call):
         comm.stream_bytes = saved
 
 
+def slot_writes(mode: int, call):
+    """``call()`` with the shared-memory ring's slots written one way: 0 through the cache, 1
+    with streaming stores (the default, -1, times both and takes the cheaper)."""
+    saved = kernels._c.set_slot_writes(mode)
+    try:
+        return call()
+    finally:
+        kernels._c.set_slot_writes(saved)
+
+
 def bench_forms(comm, sizes, repeats, bandwidth):
     """The call forms users write (default algorithm), each against the memory floor."""
     n = comm.world_size
@@ -221,6 +232,10 @@ def bench_forms(comm, sizes, repeats, bandwidth):
                 and nbytes >= comm.stream_bytes:
             methods["out=y plain stores"] = lambda x=x, y=y: plain_stores(
                 comm, lambda: comm.allreduce(x, out=y))
+        if hasattr(kernels._c, "set_slot_writes") and getattr(comm, "_shm", None) is not None:
+            for mode, name in ((0, "slots cached"), (1, "slots streamed")):
+                methods[f"in place {name}"] = lambda y=y, mode=mode: slot_writes(
+                    mode, lambda: comm.allreduce(y, out=y))
         cases.append((human(nbytes), nbytes, methods))
     grads = [np.ones(shape, np.float32) for shape in MLP_GRADIENTS]
     total = sum(g.nbytes for g in grads)

@@ -12,6 +12,8 @@
  *   copy(dst, src[, stream])                dst = src (bytes); stream: non-temporal stores
  *   scale(dst, code, divisor)               dst /= divisor (floating codes only)
  *   step(mine, left, right, value)          the ring's neighbour barrier on shared 8-byte flags
+ *   ring_shm(src, dst, scratch, ...)        a whole shared-memory ring all-reduce (the steps
+ *                                           of MPICommunicator._ring_shm in one call)
  *   Streaming stores are for a large destination that is not in cache: ordinary stores first
  *   read every line they write ("read for ownership"), so a copy into a cold destination
  *   moves three bytes over the memory bus per byte copied instead of two.
@@ -25,6 +27,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 enum { OP_SUM = 0, OP_MIN = 1, OP_MAX = 2 };
 
@@ -350,6 +353,125 @@ static void step_wait(uint64_t *mine, const uint64_t *left, const uint64_t *righ
     }
 }
 
+/* ------------------------------------------------------------------ the shared-memory ring */
+
+/* One all-reduce of `total` elements over the node's shared slots: the whole loop of
+ * MPICommunicator._ring_shm (its docstring explains the schedule and the slots' reuse) without
+ * returning to Python between steps, where a step costs microseconds of slicing and calls.
+ * Chunk bounds follow ring.chunk_bounds.
+ *
+ * How a rank writes its slots is chosen as it runs. Through the cache, the neighbour reads the
+ * lines from this core's cache, and rewriting them a step later first takes them back from the
+ * neighbour's: cheap between cores that share a last-level cache, slow between dies or sockets
+ * (this VM's two vCPUs move between such placements within seconds: 64 MiB in place took 14 ms
+ * in one placement, 31 ms in the other). With streaming stores the slot goes to memory and
+ * the neighbour reads it from there: twice the memory traffic, but no core waits on another's
+ * cache (24 ms and 21 ms there). Each rank times its blocks (per byte, a moving average per
+ * way; not a call's first block, whose time includes the ranks' arrival) and writes the next
+ * block the cheaper way, trying the other way on every EXPLORE_EVERY-th block, numbered from
+ * the step count so the ranks try it on the same blocks. A message of one block is written
+ * the way the blocks before it chose (through the cache until anything was timed). Either way the
+ * same bits land in the slots, so ranks that choose differently still agree on the result. */
+#define EXPLORE_EVERY 8
+
+typedef struct {
+    const char *src;
+    char *dst, *scratch;           /* scratch: one chunk, private, for streamed partial sums */
+    char *mine[2];
+    const char *theirs[2];
+    uint64_t *flags[3];            /* mine, left, right */
+    char kind;
+    int size, op, n, first, stream;
+    const long *rs, *ag;           /* the chunk received at each reduce-scatter / all-gather step */
+    double divisor;
+    Py_ssize_t total, per_chunk;
+} RingShm;
+
+/* seconds per byte of a block written through the cache [0] and with streaming stores [1],
+ * moving averages over this process's blocks (0: not measured yet) */
+static double slot_cost[2];
+/* -1: choose by slot_cost; 0 or 1: always that way (set_slot_writes, for tests and benchmarks) */
+static int slot_writes = -1;
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static inline void chunk_of(Py_ssize_t len, int n, long i, Py_ssize_t *a, Py_ssize_t *b)
+{
+    Py_ssize_t base = len / n, extra = len % n;
+    *a = i * base + (i < extra ? i : extra);
+    *b = *a + base + (i < extra ? 1 : 0);
+}
+
+static inline void put(char *to, const char *from, size_t n, int streamed)
+{
+    if (streamed) {
+        copy_stream(to, from, n);
+    } else {
+        memcpy(to, from, n);
+    }
+}
+
+static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
+{
+    const int n = r->n, sz = r->size;
+    const Py_ssize_t block = (Py_ssize_t)n * r->per_chunk;
+    int slot = *slot_io;
+    uint64_t steps = *steps_io;
+    Py_ssize_t a, b;
+    for (Py_ssize_t start = 0; start < r->total; start += block) {
+        Py_ssize_t len = r->total - start < block ? r->total - start : block;
+        const char *src = r->src + start * sz;
+        char *dst = r->dst + start * sz;
+        int best = slot_cost[1] < slot_cost[0] ? 1 : 0;      /* unmeasured (0) is tried first */
+        int streamed = slot_writes >= 0 ? slot_writes
+                       : steps / (uint64_t)(2 * n - 2) % EXPLORE_EVERY == 0 ? !best : best;
+        double began = now_seconds();
+        chunk_of(len, n, r->first, &a, &b);
+        put(r->mine[slot], src + a * sz, (size_t)(b - a) * sz, streamed);  /* our raw chunk */
+        step_wait(r->flags[0], r->flags[1], r->flags[2], ++steps);
+        for (int s = 0; s < n - 1; s++) {
+            chunk_of(len, n, r->rs[s], &a, &b);
+            size_t bytes = (size_t)(b - a) * sz;
+            const char *left = r->theirs[slot];
+            slot ^= 1;
+            char *out = streamed ? r->scratch : r->mine[slot];
+            if (s < n - 2) {       /* a partial sum: only the right neighbour needs it */
+                reduce_loop(r->kind, sz, out, src + a * sz, left, b - a, r->op, 1.0);
+            } else {               /* the owned chunk is complete: pass it on and keep it */
+                reduce_loop(r->kind, sz, out, src + a * sz, left, b - a, r->op, r->divisor);
+                put(dst + a * sz, out, bytes, r->stream);
+            }
+            if (streamed) {
+                copy_stream(r->mine[slot], out, bytes);
+            }
+            step_wait(r->flags[0], r->flags[1], r->flags[2], ++steps);
+        }
+        for (int s = 0; s < n - 1; s++) {
+            chunk_of(len, n, r->ag[s], &a, &b);
+            size_t bytes = (size_t)(b - a) * sz;
+            const char *left = r->theirs[slot];
+            put(dst + a * sz, left, bytes, r->stream);
+            slot ^= 1;
+            if (s < n - 2) {
+                put(r->mine[slot], left, bytes, streamed);
+                step_wait(r->flags[0], r->flags[1], r->flags[2], ++steps);
+            }
+        }
+        if (start > 0) {   /* a call's first block also waits for the ranks to arrive */
+            double cost = (now_seconds() - began) / ((double)len * sz);
+            slot_cost[streamed] += slot_cost[streamed] == 0.0 ? cost
+                                   : (cost - slot_cost[streamed]) / 4;
+        }
+    }
+    *slot_io = slot;
+    *steps_io = steps;
+}
+
 /* ------------------------------------------------------------------ Python wrappers */
 
 static int itemsize_of(const char *code)
@@ -502,6 +624,135 @@ done:
     return result;
 }
 
+/* Reads a tuple of n - 1 chunk indices, each in [0, n), into out. */
+static int chunk_list(PyObject *seq, int n, long *out, const char *what)
+{
+    if (!PyTuple_Check(seq) || PyTuple_GET_SIZE(seq) != n - 1) {
+        PyErr_Format(PyExc_ValueError, "ring_shm: %s must be a tuple of world_size - 1 chunk "
+                     "indices", what);
+        return 0;
+    }
+    for (int i = 0; i < n - 1; i++) {
+        out[i] = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
+        if (out[i] == -1 && PyErr_Occurred()) {
+            return 0;
+        }
+        if (out[i] < 0 || out[i] >= n) {
+            PyErr_Format(PyExc_ValueError, "ring_shm: %s holds chunk %ld of %d", what, out[i], n);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *ring_shm(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dst, scratch, slots[4], flags[3];
+    const char *code;
+    int op, first, slot, stream;
+    double divisor;
+    unsigned long long steps;
+    PyObject *rs_obj, *ag_obj;
+    (void)self;
+    Py_ssize_t per_chunk;
+    if (!PyArg_ParseTuple(args, "y*w*w*(w*w*)(y*y*)(w*y*y*)sidiOOniKp", &src, &dst, &scratch,
+                          &slots[0],
+                          &slots[1], &slots[2], &slots[3], &flags[0], &flags[1], &flags[2],
+                          &code, &op, &divisor, &first, &rs_obj, &ag_obj, &per_chunk, &slot, &steps,
+                          &stream)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    long *lists = NULL;
+    RingShm r;
+    r.size = itemsize_of(code);
+    r.kind = code[0];
+    int n = PyTuple_Check(rs_obj) ? (int)PyTuple_GET_SIZE(rs_obj) + 1 : 0;
+    /* a loop over no element: 0 when no loop exists for the code */
+    if (r.size == 0 || !reduce_loop(r.kind, r.size, NULL, NULL, NULL, 0, OP_SUM, 1.0)) {
+        PyErr_Format(PyExc_ValueError, "ring_shm: unknown dtype code %s", code);
+        goto done;
+    }
+    if (op < OP_SUM || op > OP_MAX || (divisor != 1.0 && r.kind != 'f')) {
+        PyErr_Format(PyExc_ValueError, "ring_shm: op %d with divisor %g does not fit dtype %s",
+                     op, divisor, code);
+        goto done;
+    }
+    if (n < 2 || first < 0 || first >= n || (slot != 0 && slot != 1)) {
+        PyErr_SetString(PyExc_ValueError, "ring_shm: needs 2 or more ranks, a first chunk in "
+                        "[0, world_size) and slot 0 or 1");
+        goto done;
+    }
+    if (src.len != dst.len || dst.len % r.size != 0) {
+        PyErr_Format(PyExc_ValueError, "ring_shm: src and dst must have equal lengths, got %zd "
+                     "and %zd bytes", src.len, dst.len);
+        goto done;
+    }
+    Py_ssize_t slot_bytes = slots[0].len;
+    for (int i = 1; i < 4; i++) {
+        if (slots[i].len < slot_bytes) {
+            slot_bytes = slots[i].len;
+        }
+    }
+    r.per_chunk = per_chunk;
+    if (per_chunk < 1 || per_chunk > slot_bytes / r.size || scratch.len < per_chunk * r.size) {
+        PyErr_Format(PyExc_ValueError, "ring_shm: chunks of %zd elements need at least one "
+                     "element, %zd bytes of slot and as many of scratch; the slots hold %zd, "
+                     "the scratch %zd", per_chunk, per_chunk * r.size, slot_bytes, scratch.len);
+        goto done;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (flags[i].len < (Py_ssize_t)sizeof(uint64_t) || ((uintptr_t)flags[i].buf & 7) != 0) {
+            PyErr_SetString(PyExc_ValueError, "ring_shm: flags must be 8-byte aligned, 8 bytes "
+                            "long");
+            goto done;
+        }
+    }
+    lists = PyMem_Malloc(2 * (size_t)(n - 1) * sizeof(long));
+    if (lists == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!chunk_list(rs_obj, n, lists, "rs") || !chunk_list(ag_obj, n, lists + n - 1, "ag")) {
+        goto done;
+    }
+    r.src = src.buf;
+    r.dst = dst.buf;
+    r.scratch = scratch.buf;
+    r.mine[0] = slots[0].buf;
+    r.mine[1] = slots[1].buf;
+    r.theirs[0] = slots[2].buf;
+    r.theirs[1] = slots[3].buf;
+    for (int i = 0; i < 3; i++) {
+        r.flags[i] = flags[i].buf;
+    }
+    r.op = op;
+    r.n = n;
+    r.first = first;
+    r.stream = stream;
+    r.rs = lists;
+    r.ag = lists + n - 1;
+    r.divisor = divisor;
+    r.total = dst.len / r.size;
+    uint64_t steps_io = (uint64_t)steps;
+    Py_BEGIN_ALLOW_THREADS
+    ring_shm_run(&r, &slot, &steps_io);
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("iK", slot, (unsigned long long)steps_io);
+done:
+    PyMem_Free(lists);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&scratch);
+    for (int i = 0; i < 4; i++) {
+        PyBuffer_Release(&slots[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        PyBuffer_Release(&flags[i]);
+    }
+    return result;
+}
+
 static PyObject *set_stream(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -514,6 +765,37 @@ static PyObject *set_stream(PyObject *self, PyObject *arg)
     use_stream = want;
 #endif
     return PyBool_FromLong(before);
+}
+
+static PyObject *set_slot_writes(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long want = PyLong_AsLong(arg);
+    if (want == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (want < -1 || want > 1) {
+        PyErr_Format(PyExc_ValueError, "set_slot_writes: -1 (choose by timing), 0 (through the "
+                     "cache) or 1 (streaming stores), got %ld", want);
+        return NULL;
+    }
+    int before = slot_writes;
+    slot_writes = (int)want;
+    return PyLong_FromLong(before);
+}
+
+static PyObject *slot_costs(PyObject *self, PyObject *args)
+{
+    int clear = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "|p", &clear)) {
+        return NULL;
+    }
+    PyObject *costs = Py_BuildValue("(dd)", slot_cost[0], slot_cost[1]);
+    if (clear) {
+        slot_cost[0] = slot_cost[1] = 0.0;
+    }
+    return costs;
 }
 
 static PyObject *set_f16c(PyObject *self, PyObject *arg)
@@ -531,6 +813,17 @@ static PyObject *set_f16c(PyObject *self, PyObject *arg)
 }
 
 static PyMethodDef methods[] = {
+    {"set_slot_writes", set_slot_writes, METH_O,
+     "set_slot_writes(mode): how ring_shm writes its slots: -1 the cheaper way as timed, 0 "
+     "through the cache, 1 with streaming stores; returns the previous mode"},
+    {"slot_costs", slot_costs, METH_VARARGS,
+     "slot_costs(clear=False) -> (through the cache, streaming): ring_shm's moving averages of "
+     "seconds per byte of a block written each way (0.0: not measured yet); clear: start afresh"},
+    {"ring_shm", ring_shm, METH_VARARGS,
+     "ring_shm(src, dst, scratch, (mine0, mine1), (left0, left1), (flag, left_flag, right_flag), "
+     "code, op, divisor, first, rs, ag, per_chunk, slot, steps, stream) -> (slot, steps): one "
+     "all-reduce "
+     "over the shared slots, the loop of MPICommunicator._ring_shm; the GIL is released"},
     {"set_f16c", set_f16c, METH_O,
      "set_f16c(flag): use the F16C float16 loops if the CPU has them (False: the portable "
      "loop, for tests and benchmarks); returns the previous setting"},

@@ -109,3 +109,18 @@ else:
 #: ``step(mine, left, right, value)``: the shared-memory ring's barrier between neighbours on
 #: 8-byte flags in the window (C only; None: the ring uses MPI's barrier)
 step = getattr(_c, "step", None)
+
+
+def ring_shm(src: np.ndarray, dst: np.ndarray, scratch: np.ndarray, mine: list, theirs: list,
+             flags: list, op: ReduceOp, divisor: int, first: int, rs: tuple, ag: tuple,
+             per_chunk: int, slot: int, steps: int, stream: bool) -> tuple[int, int] | None:
+    """The shared-memory ring's whole loop in C (``MPICommunicator._ring_shm`` is the
+    reference; the C loop also picks, block by block, whether its slots are written through
+    the cache or with streaming stores, by timing both); chunks of ``per_chunk`` elements, and
+    ``scratch`` holds one. Returns the next (slot, step count), or None where the C extension (or its loop
+    for this dtype) is missing and the caller runs the loop in Python."""
+    code = _C_CODE.get(dst.dtype) if _c is not None else None
+    if code is None or step is None:
+        return None
+    return _c.ring_shm(src, dst, scratch, mine, theirs, flags, code, _C_OP[op], divisor, first,
+                       rs, ag, per_chunk, slot, steps, stream and STREAM)

@@ -154,7 +154,8 @@ class MPICommunicator(CommunicatorBase):
             owned = ring.allreduce_owned(self.rank, self.world_size)
             rs = ring.reduce_scatter_steps(self.rank, self.world_size, owned)
             ag = ring.allgather_steps(self.rank, self.world_size, owned)
-            self._shm_schedule = (rs[0][0], [recv for _, recv in rs], [recv for _, recv in ag])
+            self._shm_schedule = (rs[0][0], tuple(recv for _, recv in rs),
+                                  tuple(recv for _, recv in ag))
         # Names the ranks a stalled collective waits for; ends a job whose rank froze.
         self._watchdog = watchdog.start(self._comm)
 
@@ -340,9 +341,16 @@ class MPICommunicator(CommunicatorBase):
         per_chunk = max(1, min(mine[0].size, self.shm_chunk_bytes // src.itemsize))
         divisor = n if op is ReduceOp.AVG else 1
         first, rs, ag = self._shm_schedule
+        stream = src is not dst and dst.nbytes >= self.stream_bytes
+        # the loop below in C, in one call without the GIL (a Python step costs microseconds)
+        done = kernels.ring_shm(src, dst, self._tmp(src.dtype, per_chunk), mine, theirs,
+                                shm.flags, op, divisor, first, rs, ag, per_chunk, shm.slot,
+                                shm.steps, stream)
+        if done is not None:
+            shm.slot, shm.steps = done
+            return
         total = dst.size
         reduce3 = kernels.reduce3
-        stream = src is not dst and dst.nbytes >= self.stream_bytes
         copy = functools.partial(kernels.copy, stream=True) if stream else np.copyto
         sync = shm.sync
         slot = shm.slot
@@ -554,13 +562,13 @@ class _SharedSlots:
         # The step barrier: neighbour flags through the C kernels (kernels.step), else MPI's
         # barrier over the node. Every rank loads the same build, so all use the same one.
         self._step = kernels.step
-        self._steps = 0
-        self._flags = [self._flag(every[r]) for r in (me, self._left, (me + 1) % n)]
+        self.steps = 0
+        self.flags = [self._flag(every[r]) for r in (me, self._left, (me + 1) % n)]
         # the other ranks' flags in pairs, for the barrier of every rank (sync_all)
         others = [self._flag(seg) for r, seg in enumerate(every) if r != me]
         self._other_flags = [(others[i], others[min(i + 1, len(others) - 1)])
                              for i in range(0, len(others), 2)]
-        self._flags[0][0] = 0
+        self.flags[0][0] = 0
         self._barrier()
 
     def _segment(self, node_rank: int) -> np.ndarray:
@@ -590,9 +598,9 @@ class _SharedSlots:
         if self._step is None:
             self._barrier()
             return
-        self._steps += 1
+        self.steps += 1
         for a, b in self._other_flags:
-            self._step(self._flags[0], a, b, self._steps)
+            self._step(self.flags[0], a, b, self.steps)
 
     def sync(self) -> None:
         """Returns once both ring neighbours have written their slots of this step and read
@@ -600,8 +608,8 @@ class _SharedSlots:
         if self._step is None:
             self._barrier()
             return
-        self._steps += 1
-        self._step(*self._flags, self._steps)
+        self.steps += 1
+        self._step(*self.flags, self.steps)
 
     def _barrier(self) -> None:
         # MPI's separate-memory-model rule for shared windows: sync, barrier, sync
@@ -612,7 +620,7 @@ class _SharedSlots:
     def free(self) -> None:
         self._views.clear()
         self._every = []
-        self._flags = []
+        self.flags = []
         self.win.Unlock_all()
         self.win.Free()
 

@@ -11,6 +11,7 @@ import numpy as np
 
 import ringtrain as rt
 from ringtrain import ReduceOp
+from ringtrain.comm import kernels
 
 c = rt.init()
 R, N = rt.rank(), rt.size()
@@ -58,6 +59,10 @@ STREAM_BYTES = getattr(c, "stream_bytes", None)
 #: single step at every length; "auto" mixes them (up to 64 bytes in one step), so one path's
 #: use of the shared slots follows the other's
 ONE_SHOT_BYTES = {"ring": 0, "ring-stream": 0, "ring-one-shot": 1 << 20, "auto": 64}
+#: how the C loop of the shared-memory ring writes its slots: by timing (the default), with
+#: streaming stores, or through the cache on even ranks and streamed on odd ones (the result
+#: must not depend on how a rank chose)
+SLOT_WRITES = {"ring-slots-streamed": 1, "ring-slots-mixed": R % 2}
 
 
 def use(name):
@@ -68,11 +73,13 @@ def use(name):
         c.ring_transport = "p2p" if name == "ring-p2p" else "auto"
         c.stream_bytes = 0 if name == "ring-stream" else STREAM_BYTES
         c.one_shot_bytes = ONE_SHOT_BYTES.get(name, 0)
+    if kernels.BACKEND == "c":
+        kernels._c.set_slot_writes(SLOT_WRITES.get(name, -1))
     return name.split("-")[0]
 
 
 # --- allreduce: every algorithm x dtype x op x length -------------------------------------------
-for name in ALGS + ["ring-one-shot", "ring-stream"]:
+for name in ALGS + ["ring-one-shot", "ring-stream", "ring-slots-streamed", "ring-slots-mixed"]:
     alg = use(name)
     for dt in DTYPES:
         k, _ = scale_for(dt)
@@ -216,6 +223,18 @@ for name in ALGS:
         k, _ = scale_for(np.float32)
         check(g, value(0, a.size, np.float32) * N + np.float32(k * N * (N - 1) // 2),
               f"allreduce_many {alg} with a direct array")
+
+# --- the shared-memory ring's slot writes: chosen by timing both ways ------------------------
+if kernels.BACKEND == "c" and getattr(c, "_shm", None) is not None:
+    use("ring")                         # -1: the cheaper way as timed
+    kernels._c.slot_costs(True)         # clears the timings of the variants above
+    x = value(R, 40 * N * c.shm_chunk_bytes // 4, np.int32)       # 40 blocks
+    k, m = scale_for(np.int32)
+    check(c.allreduce(x, algorithm="ring"),
+          (k * N * (N - 1) // 2 + N * (np.arange(x.size) % m)).astype(np.int32),
+          "allreduce over many blocks, slot writes chosen by timing")
+    assert all(t > 0 for t in kernels._c.slot_costs()), \
+        f"rank {R}: a way of writing the slots was never timed: {kernels._c.slot_costs()}"
 
 # --- objects, barrier ------------------------------------------------------------------------------
 obj = c.broadcast_object({"rank": R, "list": list(range(R))}, root=N - 1)
