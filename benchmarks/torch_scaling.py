@@ -13,10 +13,11 @@ batch 128 per worker), all with one torch thread per process, it measures sample
 - ``ringtrain``: every worker through ``ringtrain.torch.DistributedOptimizer``,
 - ``ddp``: every worker through ``torch.nn.parallel.DistributedDataParallel`` (gloo).
 
-Scaling efficiency = samples/s of N workers / (N x samples/s of ``plain``). Each repeat
-measures every configuration back to back; reported are the medians over repeats of the
-samples/s and of each repeat's efficiency (a ratio of neighbouring measurements, so it is
-steadier than a ratio of medians on a machine shared with other jobs).
+Scaling efficiency = samples/s of N workers / (N x samples/s of ``plain``); ``/ceil`` =
+samples/s of N workers / samples/s of ``alone``, the share of what this machine allows. Each
+repeat measures every configuration back to back; reported are the medians over repeats of
+the samples/s and of each repeat's ratios (of neighbouring measurements, so they are steadier
+than ratios of medians on a machine shared with other jobs).
 """
 
 from __future__ import annotations
@@ -161,20 +162,25 @@ def main() -> None:
                 if kind in medians:
                     entry[f"{kind}_efficiency"] = statistics.median(
                         a / (n * b) for a, b in zip(rates[kind], plain))
+                if kind in medians and kind != "alone":
+                    entry[f"{kind}_of_ceiling"] = statistics.median(
+                        a / b for a, b in zip(rates[kind], rates["alone"]))
             results["models"][name] = entry
     if rank != 0:
         return
     print(f"{n} worker(s), 1 torch thread each, {args.steps} steps x {args.repeats} repeats "
           f"(medians, samples/s)")
     print(f"{'model':6} {'plain':>9} {'np1':>9} {'ovh':>6} {'alone':>9} {'eff':>6} "
-          f"{'ringtrain':>10} {'eff':>6} {'ddp':>9} {'eff':>6}")
+          f"{'ringtrain':>10} {'eff':>6} {'/ceil':>6} {'ddp':>9} {'eff':>6} {'/ceil':>6}")
     nan = float("nan")
     for name, e in results["models"].items():
         s = e["samples_per_s"]
         print(f"{name:6} {s['plain']:9.1f} {s['np1']:9.1f} {e['np1_overhead']:6.1%} "
               f"{s['alone']:9.1f} {e['alone_efficiency']:6.3f} "
               f"{s['ringtrain']:10.1f} {e['ringtrain_efficiency']:6.3f} "
-              f"{s.get('ddp', nan):9.1f} {e.get('ddp_efficiency', nan):6.3f}")
+              f"{e['ringtrain_of_ceiling']:6.3f} "
+              f"{s.get('ddp', nan):9.1f} {e.get('ddp_efficiency', nan):6.3f} "
+              f"{e.get('ddp_of_ceiling', nan):6.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
