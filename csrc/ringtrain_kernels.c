@@ -367,12 +367,11 @@ static void step_wait(uint64_t *mine, const uint64_t *left, const uint64_t *righ
  * in one placement, 31 ms in the other). With streaming stores the slot goes to memory and
  * the neighbour reads it from there: twice the memory traffic, but no core waits on another's
  * cache (24 ms and 21 ms there). Each rank times its blocks (per byte, a moving average per
- * way; not a call's first block, whose time includes the ranks' arrival) and writes the next
- * block the cheaper way, trying the other way on every EXPLORE_EVERY-th block, numbered from
- * the step count so the ranks try it on the same blocks. A message of one block is written
- * the way the blocks before it chose (through the cache until anything was timed). Either way the
+ * way; not the wait at a block's first step, which holds the ranks' arrival, e.g. at a call's
+ * start) and writes the next block the cheaper way, trying the other way on every
+ * EXPLORE_EVERY-th block, numbered from the step count so the ranks try it on the same blocks. Either way the
  * same bits land in the slots, so ranks that choose differently still agree on the result. */
-#define EXPLORE_EVERY 8
+#define EXPLORE_EVERY 16
 
 typedef struct {
     const char *src;
@@ -433,7 +432,9 @@ static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
         double began = now_seconds();
         chunk_of(len, n, r->first, &a, &b);
         put(r->mine[slot], src + a * sz, (size_t)(b - a) * sz, streamed);  /* our raw chunk */
+        double arriving = now_seconds();
         step_wait(r->flags[0], r->flags[1], r->flags[2], ++steps);
+        began += now_seconds() - arriving;     /* not timed: the ranks' arrival at the block */
         for (int s = 0; s < n - 1; s++) {
             chunk_of(len, n, r->rs[s], &a, &b);
             size_t bytes = (size_t)(b - a) * sz;
@@ -462,11 +463,8 @@ static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
                 step_wait(r->flags[0], r->flags[1], r->flags[2], ++steps);
             }
         }
-        if (start > 0) {   /* a call's first block also waits for the ranks to arrive */
-            double cost = (now_seconds() - began) / ((double)len * sz);
-            slot_cost[streamed] += slot_cost[streamed] == 0.0 ? cost
-                                   : (cost - slot_cost[streamed]) / 4;
-        }
+        double cost = (now_seconds() - began) / ((double)len * sz);
+        slot_cost[streamed] += slot_cost[streamed] == 0.0 ? cost : (cost - slot_cost[streamed]) / 4;
     }
     *slot_io = slot;
     *steps_io = steps;
