@@ -10,10 +10,11 @@ faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_
 "plain stores": the same without the streaming stores that write such a result),
 ``comm.allreduce(y, out=y)`` (in place; with the shared-memory ring also "slots cached" and
 "slots streamed": its slots written one way only, where the default times both, block by
-block, and takes the cheaper) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients. Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at
-the same time, which gives the bytes per second the memory bus moves with all ranks busy; an
-in-place all-reduce of S bytes over N ranks on one machine must read every rank's input and
-write every rank's result, 2 * N * S bytes, so floor = 2 * N * S / bandwidth.
+block, and takes the cheaper) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients.
+Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same
+time, which gives the bytes per second the memory bus moves with all ranks busy; an in-place
+all-reduce of S bytes over N ranks on one machine must read every rank's input and write
+every rank's result, 2 * N * S bytes, so floor = 2 * N * S / bandwidth.
 
 Every method runs on the same in-place float32 buffer, alternately within each round (each
 method starting a round in turn), so slow drifts of a shared machine hit all methods alike. A

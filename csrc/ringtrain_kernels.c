@@ -369,8 +369,9 @@ static void step_wait(uint64_t *mine, const uint64_t *left, const uint64_t *righ
  * cache (24 ms and 21 ms there). Each rank times its blocks (per byte, a moving average per
  * way; not the wait at a block's first step, which holds the ranks' arrival, e.g. at a call's
  * start) and writes the next block the cheaper way, trying the other way on every
- * EXPLORE_EVERY-th block, numbered from the step count so the ranks try it on the same blocks. Either way the
- * same bits land in the slots, so ranks that choose differently still agree on the result. */
+ * EXPLORE_EVERY-th block, numbered from the step count so the ranks try it on the same blocks.
+ * Either way the same bits land in the slots, so ranks that choose differently still agree on
+ * the result. */
 #define EXPLORE_EVERY 16
 
 typedef struct {
@@ -464,7 +465,8 @@ static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
             }
         }
         double cost = (now_seconds() - began) / ((double)len * sz);
-        slot_cost[streamed] += slot_cost[streamed] == 0.0 ? cost : (cost - slot_cost[streamed]) / 4;
+        slot_cost[streamed] += slot_cost[streamed] == 0.0 ? cost
+                               : (cost - slot_cost[streamed]) / 4;
     }
     *slot_io = slot;
     *steps_io = steps;
@@ -651,13 +653,12 @@ static PyObject *ring_shm(PyObject *self, PyObject *args)
     double divisor;
     unsigned long long steps;
     PyObject *rs_obj, *ag_obj;
-    (void)self;
     Py_ssize_t per_chunk;
+    (void)self;
     if (!PyArg_ParseTuple(args, "y*w*w*(w*w*)(y*y*)(w*y*y*)sidiOOniKp", &src, &dst, &scratch,
-                          &slots[0],
-                          &slots[1], &slots[2], &slots[3], &flags[0], &flags[1], &flags[2],
-                          &code, &op, &divisor, &first, &rs_obj, &ag_obj, &per_chunk, &slot, &steps,
-                          &stream)) {
+                          &slots[0], &slots[1], &slots[2], &slots[3], &flags[0], &flags[1],
+                          &flags[2], &code, &op, &divisor, &first, &rs_obj, &ag_obj, &per_chunk,
+                          &slot, &steps, &stream)) {
         return NULL;
     }
     PyObject *result = NULL;
@@ -820,8 +821,8 @@ static PyMethodDef methods[] = {
     {"ring_shm", ring_shm, METH_VARARGS,
      "ring_shm(src, dst, scratch, (mine0, mine1), (left0, left1), (flag, left_flag, right_flag), "
      "code, op, divisor, first, rs, ag, per_chunk, slot, steps, stream) -> (slot, steps): one "
-     "all-reduce "
-     "over the shared slots, the loop of MPICommunicator._ring_shm; the GIL is released"},
+     "all-reduce over the shared slots, the loop of MPICommunicator._ring_shm; the GIL is "
+     "released"},
     {"set_f16c", set_f16c, METH_O,
      "set_f16c(flag): use the F16C float16 loops if the CPU has them (False: the portable "
      "loop, for tests and benchmarks); returns the previous setting"},

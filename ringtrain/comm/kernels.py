@@ -117,8 +117,8 @@ def ring_shm(src: np.ndarray, dst: np.ndarray, scratch: np.ndarray, mine: list, 
     """The shared-memory ring's whole loop in C (``MPICommunicator._ring_shm`` is the
     reference; the C loop also picks, block by block, whether its slots are written through
     the cache or with streaming stores, by timing both); chunks of ``per_chunk`` elements, and
-    ``scratch`` holds one. Returns the next (slot, step count), or None where the C extension (or its loop
-    for this dtype) is missing and the caller runs the loop in Python."""
+    ``scratch`` holds one. Returns the next (slot, step count), or None where the C extension
+    (or its loop for this dtype) is missing and the caller runs the loop in Python."""
     code = _C_CODE.get(dst.dtype) if _c is not None else None
     if code is None or step is None:
         return None
