@@ -120,7 +120,8 @@ def ring_shm(src: np.ndarray, dst: np.ndarray, scratch: np.ndarray, mine: list, 
     ``scratch`` holds one. Returns the next (slot, step count), or None where the C extension
     (or its loop for this dtype) is missing and the caller runs the loop in Python."""
     code = _C_CODE.get(dst.dtype) if _c is not None else None
-    if code is None or step is None:
+    # an extension built from older sources has no ring_shm: rebuild it (pip install -e .)
+    if code is None or step is None or not hasattr(_c, "ring_shm"):
         return None
     return _c.ring_shm(src, dst, scratch, mine, theirs, flags, code, _C_OP[op], divisor, first,
                        rs, ag, per_chunk, slot, steps, stream and STREAM)
