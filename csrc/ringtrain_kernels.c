@@ -597,6 +597,20 @@ done:
     return result;
 }
 
+/* Whether the three step flags can hold a uint64_t each (8-byte aligned, 8 bytes long); sets a
+ * ValueError naming the caller otherwise. */
+static int flags_usable(const Py_buffer flags[3], const char *what)
+{
+    for (int i = 0; i < 3; i++) {
+        if (flags[i].len < (Py_ssize_t)sizeof(uint64_t) || ((uintptr_t)flags[i].buf & 7) != 0) {
+            PyErr_Format(PyExc_ValueError, "%s: flags must be 8-byte aligned, 8 bytes long",
+                         what);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *step(PyObject *self, PyObject *args)
 {
     Py_buffer mine, left, right;
@@ -606,12 +620,9 @@ static PyObject *step(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    Py_buffer *all[3] = {&mine, &left, &right};
-    for (int i = 0; i < 3; i++) {
-        if (all[i]->len < (Py_ssize_t)sizeof(uint64_t) || ((uintptr_t)all[i]->buf & 7) != 0) {
-            PyErr_SetString(PyExc_ValueError, "step: flags must be 8-byte aligned, 8 bytes long");
-            goto done;
-        }
+    Py_buffer all[3] = {mine, left, right};
+    if (!flags_usable(all, "step")) {
+        goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     step_wait(mine.buf, left.buf, right.buf, (uint64_t)value);
@@ -700,12 +711,8 @@ static PyObject *ring_shm(PyObject *self, PyObject *args)
                      "the scratch %zd", per_chunk, per_chunk * r.size, slot_bytes, scratch.len);
         goto done;
     }
-    for (int i = 0; i < 3; i++) {
-        if (flags[i].len < (Py_ssize_t)sizeof(uint64_t) || ((uintptr_t)flags[i].buf & 7) != 0) {
-            PyErr_SetString(PyExc_ValueError, "ring_shm: flags must be 8-byte aligned, 8 bytes "
-                            "long");
-            goto done;
-        }
+    if (!flags_usable(flags, "ring_shm")) {
+        goto done;
     }
     lists = PyMem_Malloc(2 * (size_t)(n - 1) * sizeof(long));
     if (lists == NULL) {

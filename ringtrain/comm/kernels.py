@@ -109,6 +109,9 @@ else:
 #: ``step(mine, left, right, value)``: the shared-memory ring's barrier between neighbours on
 #: 8-byte flags in the window (C only; None: the ring uses MPI's barrier)
 step = getattr(_c, "step", None)
+#: the shared-memory ring's loop (None without the extension, or in one built from older
+#: sources: rebuild it with pip install -e .)
+_ring_shm = getattr(_c, "ring_shm", None)
 
 
 def ring_shm(src: np.ndarray, dst: np.ndarray, scratch: np.ndarray, mine: list, theirs: list,
@@ -119,9 +122,8 @@ def ring_shm(src: np.ndarray, dst: np.ndarray, scratch: np.ndarray, mine: list, 
     the cache or with streaming stores, by timing both); chunks of ``per_chunk`` elements, and
     ``scratch`` holds one. Returns the next (slot, step count), or None where the C extension
     (or its loop for this dtype) is missing and the caller runs the loop in Python."""
-    code = _C_CODE.get(dst.dtype) if _c is not None else None
-    # an extension built from older sources has no ring_shm: rebuild it (pip install -e .)
-    if code is None or step is None or not hasattr(_c, "ring_shm"):
+    code = _C_CODE.get(dst.dtype) if _ring_shm is not None else None
+    if code is None:
         return None
-    return _c.ring_shm(src, dst, scratch, mine, theirs, flags, code, _C_OP[op], divisor, first,
-                       rs, ag, per_chunk, slot, steps, stream and STREAM)
+    return _ring_shm(src, dst, scratch, mine, theirs, flags, code, _C_OP[op], divisor, first, rs,
+                     ag, per_chunk, slot, steps, stream and STREAM)
