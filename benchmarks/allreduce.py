@@ -8,9 +8,9 @@ The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a 
 array each call; "fresh pages": the same with the pool of result arrays off, so each result
 faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_bytes`` up also
 "plain stores": the same without the streaming stores that write such a result),
-``comm.allreduce(y, out=y)`` (in place; with the shared-memory ring also "slots cached" and
-"slots streamed": its slots written one way only, where the default times both, block by
-block, and takes the cheaper) and ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients.
+``comm.allreduce(y, out=y)`` (in place; where the size reads the other ranks' buffers directly,
+also "slots": the same through the shared-memory ring's slots, the A/B of that choice) and
+``allreduce_many`` of a 784-1024-1024-10 MLP's gradients.
 Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same
 time, which gives the bytes per second the memory bus moves with all ranks busy; an in-place
 all-reduce of S bytes over N ranks on one machine must read every rank's input and write
@@ -76,10 +76,19 @@ def gloo_group(comm):
     return torch, dist
 
 
+def peer_reads(comm) -> bool:
+    """Whether large all-reduces read the other ranks' buffers directly (one node)."""
+    shm = getattr(comm, "_shm", None)
+    return shm is not None and shm.peer_reads and comm.ring_transport == "auto"
+
+
 def transport(comm) -> str:
     if getattr(comm, "_shm", None) is not None and comm.ring_transport != "p2p":
         steps = "neighbour flags" if getattr(comm._shm, "_step", None) else "node barrier"
-        return f"shared memory ({human(comm.shm_chunk_bytes)} chunks, steps by {steps})"
+        direct = (f", direct reads of the other ranks' buffers from "
+                  f"{human(comm.peer_read_bytes)}" if peer_reads(comm)
+                  else ", no direct reads")
+        return f"shared memory ({human(comm.shm_chunk_bytes)} chunks, steps by {steps}{direct})"
     return f"MPI messages ({human(getattr(comm, 'segment_bytes', 0))} segments)"
 
 
@@ -201,14 +210,14 @@ def plain_stores(comm, call):
         comm.stream_bytes = saved
 
 
-def slot_writes(mode: int, call):
-    """``call()`` with the shared-memory ring's slots written one way: 0 through the cache, 1
-    with streaming stores (the default, -1, times both and takes the cheaper)."""
-    saved = kernels._c.set_slot_writes(mode)
+def through_slots(comm, call):
+    """``call()`` with the shared-memory ring's slots where the size would read the other
+    ranks' buffers directly (``peer_read_bytes``): the A/B of that choice."""
+    saved, comm.ring_transport = comm.ring_transport, "slots"
     try:
         return call()
     finally:
-        kernels._c.set_slot_writes(saved)
+        comm.ring_transport = saved
 
 
 def bench_forms(comm, sizes, repeats, bandwidth):
@@ -233,10 +242,9 @@ def bench_forms(comm, sizes, repeats, bandwidth):
                 and nbytes >= comm.stream_bytes:
             methods["out=y plain stores"] = lambda x=x, y=y: plain_stores(
                 comm, lambda: comm.allreduce(x, out=y))
-        if hasattr(kernels._c, "set_slot_writes") and getattr(comm, "_shm", None) is not None:
-            for mode, name in ((0, "slots cached"), (1, "slots streamed")):
-                methods[f"in place {name}"] = lambda y=y, mode=mode: slot_writes(
-                    mode, lambda: comm.allreduce(y, out=y))
+        if peer_reads(comm) and nbytes >= comm.peer_read_bytes:
+            methods["in place slots"] = lambda y=y: through_slots(
+                comm, lambda: comm.allreduce(y, out=y))
         cases.append((human(nbytes), nbytes, methods))
     grads = [np.ones(shape, np.float32) for shape in MLP_GRADIENTS]
     total = sum(g.nbytes for g in grads)

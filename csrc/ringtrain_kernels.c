@@ -14,12 +14,18 @@
  *   step(mine, left, right, value)          the ring's neighbour barrier on shared 8-byte flags
  *   ring_shm(src, dst, scratch, ...)        a whole shared-memory ring all-reduce (the steps
  *                                           of MPICommunicator._ring_shm in one call)
+ *   peer_reduce(dst, own, scratch, sources, code, op, divisor)
+ *                                           dst = op over the ranks' buffers, the others' read
+ *                                           straight from their processes (process_vm_readv)
+ *   peer_read(dst, pid, address)            dst = bytes of another process's memory
+ *   allow_peer_reads()                      lets processes of this user read ours (Yama)
  *   Streaming stores are for a large destination that is not in cache: ordinary stores first
  *   read every line they write ("read for ownership"), so a copy into a cold destination
  *   moves three bytes over the memory bus per byte copied instead of two.
  *   DTYPES: the accepted codes, NumPy's kind + itemsize ("f2", "f4", "f8", "i4", "u1", "b1"...)
  *   F16C: whether the float16 loops use the F16C instructions on this CPU
  *   STREAM: whether streaming stores are in use (x86-64: SSE2's movntdq; elsewhere a plain copy)
+ *   PEER_READS: whether peer_reduce and peer_read exist (Linux)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,6 +34,14 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef __linux__
+#include <errno.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#define HAVE_PEER_READS 1
+#endif
 
 enum { OP_SUM = 0, OP_MIN = 1, OP_MAX = 2 };
 
@@ -472,6 +486,88 @@ static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
     *steps_io = steps;
 }
 
+/* ------------------------------------------------------------------ reads of other ranks' memory */
+
+#ifdef HAVE_PEER_READS
+/* Single-copy transfers between the ranks of one node: process_vm_readv copies from another
+ * process's buffer straight into ours (the kernel's cross-memory attach), where the shared slots
+ * take two copies, into the slot and out of it, and every byte crosses memory twice more. It
+ * needs ptrace-read permission on the other process: the same user, and under Yama's
+ * ptrace_scope 1 the other's consent (allow_peer_reads). Returns 0 or an errno. */
+static int read_peer(char *to, pid_t pid, uint64_t from, size_t n)
+{
+    while (n > 0) {
+        struct iovec local = {to, n};
+        struct iovec remote = {(void *)(uintptr_t)from, n};
+        ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        if (got == 0) {
+            return EFAULT;
+        }
+        to += got;
+        from += (uint64_t)got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+typedef struct {
+    pid_t pid;                     /* 0: our own buffer */
+    uint64_t address;
+} PeerSource;
+
+/* dst = op(source 0, source 1, ..., source n-1), left to right, / divisor at the last step: the
+ * order every rank's owner uses, so the bits do not depend on who reads. Blocks of `block`
+ * bytes: the others' parts are read into the first two thirds of scratch, so the operands stay
+ * in cache; in place (own is dst) and third or later in the order, our part goes to the last
+ * third first, as the sum overwrites it before its turn. Returns 0, or an errno with *failed
+ * the source that could not be read. */
+static int peer_reduce_run(char kind, int size, char *dst, const char *own, char *scratch,
+                           Py_ssize_t block, const PeerSource *sources, int n, Py_ssize_t len,
+                           int op, double divisor, int *failed)
+{
+    int saved = 0;
+    for (int q = 2; q < n; q++) {
+        saved |= own == dst && sources[q].pid == 0;
+    }
+    for (Py_ssize_t off = 0; off < len; off += block) {
+        size_t bytes = (size_t)(len - off < block ? len - off : block);
+        const char *mine = own + off;
+        if (saved) {
+            memcpy(scratch + 2 * block, mine, bytes);
+            mine = scratch + 2 * block;
+        }
+        const char *acc = NULL;
+        for (int q = 0; q < n; q++) {
+            const char *operand = mine;
+            if (sources[q].pid != 0) {
+                char *into = scratch + (q == 0 ? 0 : block);
+                int err = read_peer(into, sources[q].pid, sources[q].address + (uint64_t)off,
+                                    bytes);
+                if (err != 0) {
+                    *failed = q;
+                    return err;
+                }
+                operand = into;
+            }
+            if (q == 0) {
+                acc = operand;
+                continue;
+            }
+            reduce_loop(kind, size, dst + off, acc, operand, (Py_ssize_t)bytes / size, op,
+                        q == n - 1 ? divisor : 1.0);
+            acc = dst + off;
+        }
+    }
+    return 0;
+}
+#endif
+
 /* ------------------------------------------------------------------ Python wrappers */
 
 static int itemsize_of(const char *code)
@@ -759,6 +855,143 @@ done:
     return result;
 }
 
+#ifdef HAVE_PEER_READS
+static PyObject *os_error(int err, const char *what)
+{
+    PyObject *args = Py_BuildValue("(is)", err, what);
+    if (args != NULL) {
+        PyErr_SetObject(PyExc_OSError, args);
+        Py_DECREF(args);
+    }
+    return NULL;
+}
+
+static PyObject *peer_reduce(PyObject *self, PyObject *args)
+{
+    Py_buffer dst, own, scratch;
+    const char *code;
+    int op;
+    double divisor;
+    PyObject *sources_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*y*w*Osid", &dst, &own, &scratch, &sources_obj, &code, &op,
+                          &divisor)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PeerSource *sources = NULL;
+    int size = itemsize_of(code);
+    char kind = code[0];
+    if (size == 0 || !reduce_loop(kind, size, NULL, NULL, NULL, 0, OP_SUM, 1.0)) {
+        PyErr_Format(PyExc_ValueError, "peer_reduce: unknown dtype code %s", code);
+        goto done;
+    }
+    if (op < OP_SUM || op > OP_MAX || (divisor != 1.0 && kind != 'f')) {
+        PyErr_Format(PyExc_ValueError, "peer_reduce: op %d with divisor %g does not fit dtype "
+                     "%s", op, divisor, code);
+        goto done;
+    }
+    if (own.len != dst.len || dst.len % size != 0) {
+        PyErr_Format(PyExc_ValueError, "peer_reduce: dst and own must have equal lengths, got "
+                     "%zd and %zd bytes", dst.len, own.len);
+        goto done;
+    }
+    Py_ssize_t block = scratch.len / 3 / size * size;
+    if (block < size) {
+        PyErr_Format(PyExc_ValueError, "peer_reduce: scratch of %zd bytes holds no three "
+                     "elements of %d bytes", scratch.len, size);
+        goto done;
+    }
+    int n = PyTuple_Check(sources_obj) ? (int)PyTuple_GET_SIZE(sources_obj) : 0;
+    if (n < 2) {
+        PyErr_SetString(PyExc_ValueError, "peer_reduce: sources must be a tuple of 2 or more "
+                        "entries, None for our own buffer or (pid, address)");
+        goto done;
+    }
+    sources = PyMem_Calloc((size_t)n, sizeof(PeerSource));
+    if (sources == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int q = 0; q < n; q++) {
+        PyObject *item = PyTuple_GET_ITEM(sources_obj, q);
+        if (item == Py_None) {
+            continue;
+        }
+        long pid;
+        unsigned long long address;
+        if (!PyArg_ParseTuple(item, "lK", &pid, &address) || pid <= 0) {
+            PyErr_Format(PyExc_ValueError, "peer_reduce: source %d must be None or (pid, "
+                         "address) with a positive pid", q);
+            goto done;
+        }
+        sources[q].pid = (pid_t)pid;
+        sources[q].address = (uint64_t)address;
+    }
+    int failed = -1, err;
+    Py_BEGIN_ALLOW_THREADS
+    err = peer_reduce_run(kind, size, dst.buf, own.buf, scratch.buf, block, sources, n, dst.len,
+                          op, divisor, &failed);
+    Py_END_ALLOW_THREADS
+    if (err != 0) {
+        char what[96];
+        snprintf(what, sizeof what, "peer_reduce: reading source %d (pid %ld): %s", failed,
+                 (long)sources[failed].pid, strerror(err));
+        os_error(err, what);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(sources);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&own);
+    PyBuffer_Release(&scratch);
+    return result;
+}
+
+static PyObject *peer_read(PyObject *self, PyObject *args)
+{
+    Py_buffer dst;
+    long pid;
+    unsigned long long address;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*lK", &dst, &pid, &address)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (pid <= 0) {
+        PyErr_Format(PyExc_ValueError, "peer_read: pid must be positive, got %ld", pid);
+        goto done;
+    }
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = read_peer(dst.buf, (pid_t)pid, (uint64_t)address, (size_t)dst.len);
+    Py_END_ALLOW_THREADS
+    if (err != 0) {
+        char what[96];
+        snprintf(what, sizeof what, "peer_read: reading pid %ld: %s", pid, strerror(err));
+        os_error(err, what);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+static PyObject *allow_peer_reads(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+#ifdef PR_SET_PTRACER
+    if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0 && errno != EINVAL) {
+        return os_error(errno, "allow_peer_reads: prctl(PR_SET_PTRACER)");
+    }
+#endif
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyObject *set_stream(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -819,6 +1052,18 @@ static PyObject *set_f16c(PyObject *self, PyObject *arg)
 }
 
 static PyMethodDef methods[] = {
+#ifdef HAVE_PEER_READS
+    {"peer_reduce", peer_reduce, METH_VARARGS,
+     "peer_reduce(dst, own, scratch, sources, code, op, divisor): dst = op over sources in "
+     "order (None: own; (pid, address): that process's memory, read with process_vm_readv), "
+     "/ divisor at the last step, in blocks of a third of scratch; raises OSError naming the "
+     "source it could not read"},
+    {"peer_read", peer_read, METH_VARARGS,
+     "peer_read(dst, pid, address): fill dst with the bytes at address in process pid"},
+    {"allow_peer_reads", allow_peer_reads, METH_NOARGS,
+     "allow_peer_reads(): let this user's other processes read ours (Yama's PR_SET_PTRACER); "
+     "a no-op without Yama"},
+#endif
     {"set_slot_writes", set_slot_writes, METH_O,
      "set_slot_writes(mode): how ring_shm writes its slots: -1 the cheaper way as timed, 0 "
      "through the cache, 1 with streaming stores; returns the previous mode"},
@@ -870,7 +1115,13 @@ PyMODINIT_FUNC PyInit__ckernels(void)
                                     "u1", "u2", "u4", "u8", "b1");
     if (codes == NULL || PyModule_AddObject(m, "DTYPES", codes) < 0
         || PyModule_AddIntConstant(m, "F16C", use_f16c) < 0
-        || PyModule_AddIntConstant(m, "STREAM", use_stream) < 0) {
+        || PyModule_AddIntConstant(m, "STREAM", use_stream) < 0
+#ifdef HAVE_PEER_READS
+        || PyModule_AddIntConstant(m, "PEER_READS", 1) < 0
+#else
+        || PyModule_AddIntConstant(m, "PEER_READS", 0) < 0
+#endif
+        ) {
         Py_XDECREF(codes);
         Py_DECREF(m);
         return NULL;

@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from ringtrain.comm import kernels
+
 pytestmark = pytest.mark.mpi
 
 
@@ -24,6 +26,10 @@ def test_every_collective(ringrun, np_):
     res = ringrun(np_, "tests/mp/comm_collectives.py", timeout=90).check()
     fields = _ok_lines(res, np_)
     assert {f["backend"] for f in fields.values()} == {"mpi" if np_ > 1 else "local"}
+    if np_ > 1 and kernels.PEER_READS:
+        # this machine lets the ranks read each other's memory: the direct path must have run
+        assert all(f["peer_reads"] == "1" and int(f["direct_calls"]) > 100
+                   for f in fields.values()), res.describe()
 
 
 def test_mpi_backend_in_a_world_of_one(ringrun):

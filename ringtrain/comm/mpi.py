@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import functools
 import itertools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -106,11 +107,18 @@ class MPICommunicator(CommunicatorBase):
     #: on one node, messages up to this size take a single step (``_one_shot_shm``): one
     #: barrier instead of the ring's 2 (N - 1), which is what small messages pay for
     one_shot_bytes = 64 << 10
+    #: on one node, messages from this size up read the other ranks' buffers directly
+    #: (``_peer_read_shm``) where the system allows it (RINGTRAIN_PEER_READS)
+    peer_read_bytes = 256 << 10
+    #: the blocks in which direct reads reduce (three in cache at once: the operands)
+    peer_block_bytes = 256 << 10
     #: out-of-place results from this size up are written with streaming stores (kernels.copy):
     #: from there the sources and results of the node's ranks outgrow the last-level cache, so
     #: the destination is cold and ordinary stores would read every line of it first. None:
     #: the cache size / (2 * ranks on the node), set at start-up (8 MiB for 2 ranks and 32 MiB)
     stream_bytes: int | None = None
+    #: between the ranks of one node: "auto" (one step, slots or direct reads by size), "slots"
+    #: (never direct reads) or "p2p" (MPI messages, the transport between machines)
     ring_transport = "auto"
     _watchdog: Any = None
 
@@ -237,9 +245,14 @@ class MPICommunicator(CommunicatorBase):
 
     def _allreduce(self, src: np.ndarray, dst: np.ndarray, op: ReduceOp, alg: str) -> None:
         if alg == "ring":
-            if self._shm is not None and self.ring_transport != "p2p":
-                if dst.nbytes <= min(self.one_shot_bytes, self._shm.chunk_bytes):
+            shm = self._shm
+            if shm is not None and self.ring_transport != "p2p":
+                if dst.nbytes <= min(self.one_shot_bytes, shm.chunk_bytes):
                     self._one_shot_shm(src, dst, op)
+                elif (shm.peer_reads and self.ring_transport != "slots"
+                      and dst.nbytes >= self.peer_read_bytes
+                      and kernels.peer_reduce_supports(dst.dtype)):
+                    self._peer_read_shm(src, dst, op)
                 else:
                     self._ring_shm(src, dst, op)
                 return
@@ -412,6 +425,64 @@ class MPICommunicator(CommunicatorBase):
             shm.sync_all()
         shm.slot = slot ^ 1
 
+    def _peer_read_shm(self, src: np.ndarray, dst: np.ndarray, op: ReduceOp) -> None:
+        """A large message on one node with one copy per byte moved: rank r owns chunk r and
+        reduces it from every rank's ``src`` (the others' read straight from their processes,
+        process_vm_readv, in rank order, so the bits do not depend on the reader), then copies
+        every other chunk from its owner's ``dst``. The slots' ring copies each byte into a
+        slot and out of it again; here it crosses memory once, and there are three barriers
+        instead of 2 (N - 1).
+
+        Barriers (every rank): 1, all are in the call and have published their buffers'
+        addresses (``src`` may be ``dst``: a rank writes only its own chunk while the others
+        read theirs); 2, every chunk is complete; 3, no one reads our buffers any more, so
+        they are the caller's again. A failed read is published before barrier 2 or 3, and
+        then every rank raises, none keeps a result with a chunk missing.
+        """
+        n = self.world_size
+        if dst.size == 0:
+            return
+        shm = self._shm
+        isz = dst.itemsize
+        shm.publish(src.ctypes.data, dst.ctypes.data)
+        shm.sync_all()
+        peers = shm.published()
+        bounds = ring.chunk_bounds(dst.size, n)
+        a, b = bounds[self.rank]
+        sources = tuple(None if r == self.rank else (pid, src_at + a * isz)
+                        for r, (pid, src_at, _) in enumerate(peers))
+        scratch = self._tmp(np.dtype(np.uint8), 3 * self.peer_block_bytes)
+        failure = ""
+        try:
+            kernels.peer_reduce(dst[a:b], src[a:b], scratch, sources, op,
+                                n if op is ReduceOp.AVG else 1)
+        except OSError as exc:
+            failure = str(exc)
+        self._peer_barrier(failure, "reducing its chunk")
+        try:
+            for r, (pid, _, dst_at) in enumerate(peers):
+                if r != self.rank:
+                    ra, rb = bounds[r]
+                    kernels.peer_read(dst[ra:rb], pid, dst_at + ra * isz)
+        except OSError as exc:
+            failure = str(exc)
+        self._peer_barrier(failure, "copying the other chunks")
+
+    def _peer_barrier(self, failure: str, doing: str) -> None:
+        """A barrier of every rank at which each says whether its reads failed; if any rank's
+        did, every rank raises the same CommError naming them."""
+        shm = self._shm
+        if failure:
+            shm.mark_failure()
+        shm.sync_all()
+        failed = shm.failed_ranks()
+        if failed:
+            here = f" (here: {failure})" if failure else ""
+            raise CommError(
+                f"all-reduce on rank {self.rank}: rank(s) {failed} could not read the other "
+                f"ranks' memory while {doing}{here}; no rank keeps the incomplete result. Set "
+                f"RINGTRAIN_PEER_READS=0 to use the shared-memory ring instead")
+
     def _broadcast(self, buf: np.ndarray, root: int) -> None:
         self._comm.Bcast(buf, root)
 
@@ -538,8 +609,10 @@ def _numpy_op(ufunc: Any) -> Callable[[Any, Any, Any], None]:
 
 
 class _SharedSlots:
-    """Two slots of ``chunk_bytes`` per rank in one shared-memory window of the node, and each
-    rank's step flag (8 bytes on a cache line of its own, after its slots)."""
+    """Two slots of ``chunk_bytes`` per rank in one shared-memory window of the node, and after
+    them a cache line of each rank's words: its step flag, its process id, the addresses of its
+    buffers in a single-copy all-reduce and the step of the barrier before which its reads
+    failed (``_PID`` ...)."""
 
     def __init__(self, node: Any, comm: Any, chunk_bytes: int):
         from mpi4py import MPI
@@ -568,15 +641,67 @@ class _SharedSlots:
         others = [self._flag(seg) for r, seg in enumerate(every) if r != me]
         self._other_flags = [(others[i], others[min(i + 1, len(others) - 1)])
                              for i in range(0, len(others), 2)]
-        self.flags[0][0] = 0
+        self._words = [self._line(seg) for seg in every]
+        self._my_words = self._words[me]
+        self._my_words[:] = 0
         self._barrier()
+        self.peer_reads = self._probe_peer_reads(node)
+
+    def _probe_peer_reads(self, node: Any) -> bool:
+        """Whether every rank can read every other rank's memory (kernels.peer_read; the same
+        answer on every rank): each publishes the address of a random word and reads the
+        others'. A word read from another process of the same id in another pid namespace
+        would not match."""
+        wanted = kernels.PEER_READS and env.get("RINGTRAIN_PEER_READS")
+        word = np.frombuffer(os.urandom(8), np.uint64).copy()
+        if wanted:
+            try:
+                kernels.allow_peer_reads()
+            except OSError:
+                pass                    # the reads below tell whether the system allows them
+        mine = self._my_words
+        mine[_PID], mine[_SRC], mine[_DST] = os.getpid(), word.ctypes.data, word[0]
+        self._barrier()
+        ok = wanted
+        got = np.zeros(1, np.uint64)
+        for r, theirs in enumerate(self._words):
+            if not ok:
+                break
+            if r != self._me:
+                try:
+                    kernels.peer_read(got, int(theirs[_PID]), int(theirs[_SRC]))
+                    ok = got[0] == theirs[_DST]
+                except OSError:
+                    ok = False
+        # also keeps ``word`` alive until every rank has read it
+        return bool(node.allreduce(bool(ok), op=self._MPI.LAND))
+
+    def publish(self, src: int, dst: int) -> None:
+        """Tells the other ranks where this rank's buffers are (read after the next barrier)."""
+        self._my_words[_SRC], self._my_words[_DST] = src, dst
+
+    def published(self) -> list[tuple[int, int, int]]:
+        """(pid, src address, dst address) of every rank, in communicator order."""
+        return [(int(w[_PID]), int(w[_SRC]), int(w[_DST])) for w in self._words]
+
+    def mark_failure(self) -> None:
+        """Tells the ranks at the next barrier (sync_all) that this rank's reads failed; the
+        step number keeps a later call from reading it as its own failure."""
+        self._my_words[_FAILED_AT] = self.steps + 1
+
+    def failed_ranks(self) -> list[int]:
+        """The ranks that marked a failure before the barrier just passed."""
+        return [r for r, w in enumerate(self._words) if int(w[_FAILED_AT]) == self.steps]
 
     def _segment(self, node_rank: int) -> np.ndarray:
         buf, _ = self.win.Shared_query(node_rank)
         return np.frombuffer(buf, dtype=np.uint8, count=2 * self.chunk_bytes + _FLAG_BYTES)
 
+    def _line(self, segment: np.ndarray) -> np.ndarray:
+        return segment[2 * self.chunk_bytes:].view(np.uint64)
+
     def _flag(self, segment: np.ndarray) -> np.ndarray:
-        return segment[2 * self.chunk_bytes:2 * self.chunk_bytes + 8].view(np.uint64)
+        return self._line(segment)[:1]
 
     def slots_of_every_rank(self, dtype: np.dtype) -> list[list[np.ndarray]]:
         """[slot 0, slot 1] of every rank, in communicator order, as ``dtype`` arrays."""
@@ -621,9 +746,14 @@ class _SharedSlots:
         self._views.clear()
         self._every = []
         self.flags = []
+        self._words = []
+        self._my_words = None
         self.win.Unlock_all()
         self.win.Free()
 
 
-#: bytes after each rank's slots for its step flag: a cache line of its own
+#: bytes after each rank's slots for its words (step flag first): a cache line of its own
 _FLAG_BYTES = 64
+#: the words' indices: process id, the single-copy all-reduce's buffer addresses, the step of the
+#: barrier before which its reads failed
+_PID, _SRC, _DST, _FAILED_AT = 1, 2, 3, 4
