@@ -1,5 +1,7 @@
 """The reduction kernels: the C extension (when built) against NumPy, bit for bit."""
 
+import errno
+import os
 import subprocess
 import sys
 
@@ -197,3 +199,84 @@ def test_step_publishes_then_waits_for_both_neighbours():
     waiter.join()
     with pytest.raises(ValueError, match="aligned"):
         ckernels.step(flags.view(np.uint8)[1:9], left, right, 1)
+
+
+needs_peer_reads = pytest.mark.skipif(not kernels.PEER_READS, reason="no process_vm_readv "
+                                      "(not Linux, no C extension, or built from older sources)")
+
+
+def _left_fold(parts, op, divisor):
+    """op(parts[0], parts[1], ...) left to right in the dtype, / divisor at the last step."""
+    acc = parts[0].copy()
+    for i, part in enumerate(parts[1:], start=1):
+        kernels.numpy_reduce3(acc, acc, part, op, divisor if i == len(parts) - 1 else 1)
+    return acc
+
+
+@needs_peer_reads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
+@pytest.mark.parametrize("n_sources", [2, 3, 4])
+def test_peer_reduce_folds_the_sources_in_order(dtype, n_sources):
+    """Reads of "another process" (this one: process_vm_readv of our own pid), every position of
+    our own part, in place or not, in blocks smaller than the data (a ragged last block)."""
+    pid = os.getpid()
+    rng = np.random.default_rng(n_sources)
+    length = 37
+    ops = [ReduceOp.SUM, ReduceOp.MIN, ReduceOp.MAX]
+    if np.dtype(dtype).kind == "f":
+        ops.append(ReduceOp.AVG)
+    for op in ops:
+        divisor = n_sources if op is ReduceOp.AVG else 1
+        for own_at in range(n_sources):
+            parts = [(rng.standard_normal(length) * 50).astype(dtype) for _ in range(n_sources)]
+            want = _left_fold(parts, op, divisor)
+            for in_place in (False, True):
+                own = parts[own_at].copy()
+                dst = own if in_place else np.full(length, 7, dtype)
+                sources = tuple(None if q == own_at else (pid, part.ctypes.data)
+                                for q, part in enumerate(parts))
+                scratch = np.empty(3 * 8 * np.dtype(dtype).itemsize, np.uint8)   # 8 per block
+                kernels.peer_reduce(dst, own, scratch, sources, op, divisor)
+                assert same(dst, want), (op, own_at, in_place)
+
+
+@needs_peer_reads
+def test_peer_read_and_its_errors():
+    pid = os.getpid()
+    src = np.arange(1000, dtype=np.int64)
+    for n in (0, 1, 999, 1000):
+        dst = np.zeros(n, np.int64)
+        kernels.peer_read(dst, pid, src.ctypes.data)
+        assert np.array_equal(dst, src[:n])
+    with pytest.raises(OSError, match="reading pid") as caught:
+        kernels.peer_read(np.zeros(4, np.int64), pid, 0)            # nothing mapped at 0
+    assert caught.value.errno == errno.EFAULT
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with pytest.raises(OSError) as caught:
+        kernels.peer_read(np.zeros(4, np.int64), gone.pid, src.ctypes.data)
+    assert caught.value.errno == errno.ESRCH
+    with pytest.raises(OSError, match=r"reading source 1 \(pid") as caught:
+        kernels.peer_reduce(np.zeros(4), np.zeros(4), np.zeros(96, np.uint8),
+                            (None, (gone.pid, src.ctypes.data)), ReduceOp.SUM, 1)
+    assert caught.value.errno == errno.ESRCH
+    kernels.allow_peer_reads()                   # without Yama: changes nothing, raises nothing
+
+
+@needs_peer_reads
+def test_peer_reduce_bad_arguments():
+    a = np.zeros(4, np.float32)
+    mine = (None, (os.getpid(), a.ctypes.data))
+    with pytest.raises(ValueError, match="equal lengths"):
+        ckernels.peer_reduce(a, np.zeros(3, np.float32), np.zeros(96, np.uint8), mine, "f4", 0,
+                             1.0)
+    with pytest.raises(ValueError, match="three"):
+        ckernels.peer_reduce(a, a, np.zeros(8, np.uint8), mine, "f4", 0, 1.0)
+    with pytest.raises(ValueError, match="2 or more"):
+        ckernels.peer_reduce(a, a, np.zeros(96, np.uint8), (None,), "f4", 0, 1.0)
+    with pytest.raises(ValueError, match="positive pid"):
+        ckernels.peer_reduce(a, a, np.zeros(96, np.uint8), (None, (0, 1)), "f4", 0, 1.0)
+    with pytest.raises(ValueError, match="divisor"):
+        ckernels.peer_reduce(a.view(np.int32), a, np.zeros(96, np.uint8), mine, "i4", 0, 2.0)
+    with pytest.raises(ValueError, match="positive"):
+        ckernels.peer_read(a, -1, a.ctypes.data)
