@@ -8,8 +8,9 @@ The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a 
 array each call; "fresh pages": the same with the pool of result arrays off, so each result
 faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_bytes`` up also
 "plain stores": the same without the streaming stores that write such a result),
-``comm.allreduce(y, out=y)`` (in place; where the size reads the other ranks' buffers directly,
-also "slots": the same through the shared-memory ring's slots, the A/B of that choice) and
+``comm.allreduce(y, out=y)`` (in place; where the size accesses the other ranks' buffers
+directly, also "slots": the same through the shared-memory ring's slots, the A/B of that
+choice) and
 ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients.
 Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same
 time, which gives the bytes per second the memory bus moves with all ranks busy; an in-place
@@ -76,18 +77,17 @@ def gloo_group(comm):
     return torch, dist
 
 
-def peer_reads(comm) -> bool:
-    """Whether large all-reduces read the other ranks' buffers directly (one node)."""
+def cross_memory(comm) -> bool:
+    """Whether large all-reduces access the other ranks' buffers directly (one node)."""
     shm = getattr(comm, "_shm", None)
-    return shm is not None and shm.peer_reads and comm.ring_transport == "auto"
+    return shm is not None and shm.cross_memory and comm.ring_transport == "auto"
 
 
 def transport(comm) -> str:
     if getattr(comm, "_shm", None) is not None and comm.ring_transport != "p2p":
         steps = "neighbour flags" if getattr(comm._shm, "_step", None) else "node barrier"
-        direct = (f", direct reads of the other ranks' buffers from "
-                  f"{human(comm.peer_read_bytes)}" if peer_reads(comm)
-                  else ", no direct reads")
+        direct = (f", cross-memory access from {human(comm.cross_memory_bytes)}"
+                  if cross_memory(comm) else ", no cross-memory access")
         return f"shared memory ({human(comm.shm_chunk_bytes)} chunks, steps by {steps}{direct})"
     return f"MPI messages ({human(getattr(comm, 'segment_bytes', 0))} segments)"
 
@@ -211,8 +211,8 @@ def plain_stores(comm, call):
 
 
 def through_slots(comm, call):
-    """``call()`` with the shared-memory ring's slots where the size would read the other
-    ranks' buffers directly (``peer_read_bytes``): the A/B of that choice."""
+    """``call()`` with the shared-memory ring's slots where the size would access the other
+    ranks' buffers directly (``cross_memory_bytes``): the A/B of that choice."""
     saved, comm.ring_transport = comm.ring_transport, "slots"
     try:
         return call()
@@ -242,7 +242,7 @@ def bench_forms(comm, sizes, repeats, bandwidth):
                 and nbytes >= comm.stream_bytes:
             methods["out=y plain stores"] = lambda x=x, y=y: plain_stores(
                 comm, lambda: comm.allreduce(x, out=y))
-        if peer_reads(comm) and nbytes >= comm.peer_read_bytes:
+        if cross_memory(comm) and nbytes >= comm.cross_memory_bytes:
             methods["in place slots"] = lambda y=y: through_slots(
                 comm, lambda: comm.allreduce(y, out=y))
         cases.append((human(nbytes), nbytes, methods))

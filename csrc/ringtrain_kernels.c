@@ -14,18 +14,20 @@
  *   step(mine, left, right, value)          the ring's neighbour barrier on shared 8-byte flags
  *   ring_shm(src, dst, scratch, ...)        a whole shared-memory ring all-reduce (the steps
  *                                           of MPICommunicator._ring_shm in one call)
- *   peer_reduce(dst, own, scratch, sources, code, op, divisor)
+ *   peer_reduce(dst, own, scratch, sources, targets, code, op, divisor[, stream])
  *                                           dst = op over the ranks' buffers, the others' read
- *                                           straight from their processes (process_vm_readv)
+ *                                           straight from their processes, and the result
+ *                                           written into theirs (process_vm_readv/writev)
  *   peer_read(dst, pid, address)            dst = bytes of another process's memory
- *   allow_peer_reads()                      lets processes of this user read ours (Yama)
+ *   peer_write(src, pid, address)           another process's memory = src
+ *   allow_peer_access()                     lets processes of this user access ours (Yama)
  *   Streaming stores are for a large destination that is not in cache: ordinary stores first
  *   read every line they write ("read for ownership"), so a copy into a cold destination
  *   moves three bytes over the memory bus per byte copied instead of two.
  *   DTYPES: the accepted codes, NumPy's kind + itemsize ("f2", "f4", "f8", "i4", "u1", "b1"...)
  *   F16C: whether the float16 loops use the F16C instructions on this CPU
  *   STREAM: whether streaming stores are in use (x86-64: SSE2's movntdq; elsewhere a plain copy)
- *   PEER_READS: whether peer_reduce and peer_read exist (Linux)
+ *   CROSS_MEMORY: whether peer_reduce, peer_read and peer_write exist (Linux)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,7 +42,7 @@
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#define HAVE_PEER_READS 1
+#define HAVE_CROSS_MEMORY 1
 #endif
 
 enum { OP_SUM = 0, OP_MIN = 1, OP_MAX = 2 };
@@ -488,30 +490,31 @@ static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
 
 /* ------------------------------------------------------------------ reads of other ranks' memory */
 
-#ifdef HAVE_PEER_READS
-/* Single-copy transfers between the ranks of one node: process_vm_readv copies from another
- * process's buffer straight into ours (the kernel's cross-memory attach), where the shared slots
- * take two copies, into the slot and out of it, and every byte crosses memory twice more. It
- * needs ptrace-read permission on the other process: the same user, and under Yama's
- * ptrace_scope 1 the other's consent (allow_peer_reads). Returns 0 or an errno. */
-static int read_peer(char *to, pid_t pid, uint64_t from, size_t n)
+#ifdef HAVE_CROSS_MEMORY
+/* Single-copy transfers between the ranks of one node: process_vm_readv / process_vm_writev
+ * copy between another process's buffer and ours (the kernel's cross-memory attach), where the
+ * shared slots take two copies, into the slot and out of it, and every byte crosses memory
+ * twice more. They need ptrace permission on the other process: the same user, and under
+ * Yama's ptrace_scope 1 the other's consent (allow_peer_access). Returns 0 or an errno. */
+static int transfer(char *local, pid_t pid, uint64_t remote, size_t n, int write)
 {
     while (n > 0) {
-        struct iovec local = {to, n};
-        struct iovec remote = {(void *)(uintptr_t)from, n};
-        ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-        if (got < 0) {
+        struct iovec here = {local, n};
+        struct iovec there = {(void *)(uintptr_t)remote, n};
+        ssize_t done = write ? process_vm_writev(pid, &here, 1, &there, 1, 0)
+                             : process_vm_readv(pid, &here, 1, &there, 1, 0);
+        if (done < 0) {
             if (errno == EINTR) {
                 continue;
             }
             return errno;
         }
-        if (got == 0) {
+        if (done == 0) {
             return EFAULT;
         }
-        to += got;
-        from += (uint64_t)got;
-        n -= (size_t)got;
+        local += done;
+        remote += (uint64_t)done;
+        n -= (size_t)done;
     }
     return 0;
 }
@@ -519,18 +522,23 @@ static int read_peer(char *to, pid_t pid, uint64_t from, size_t n)
 typedef struct {
     pid_t pid;                     /* 0: our own buffer */
     uint64_t address;
-} PeerSource;
+} PeerBuffer;
 
 /* dst = op(source 0, source 1, ..., source n-1), left to right, / divisor at the last step: the
- * order every rank's owner uses, so the bits do not depend on who reads. Blocks of `block`
+ * order every chunk's owner uses, so the bits do not depend on who computes. Blocks of `block`
  * bytes: the others' parts are read into the first two thirds of scratch, so the operands stay
  * in cache; in place (own is dst) and third or later in the order, our part goes to the last
- * third first, as the sum overwrites it before its turn. Returns 0, or an errno with *failed
- * the source that could not be read. */
+ * third first, as the sum overwrites it before its turn. With `stream` (out of place only)
+ * the sum goes to that last third and then to dst with streaming stores, so a dst that is not
+ * in cache is not read before it is written. Each finished block, still in cache, is then
+ * written into every target. Returns 0, or an errno with *failed the buffer that could not be
+ * accessed (sources 0..n-1, then targets n..). */
 static int peer_reduce_run(char kind, int size, char *dst, const char *own, char *scratch,
-                           Py_ssize_t block, const PeerSource *sources, int n, Py_ssize_t len,
-                           int op, double divisor, int *failed)
+                           Py_ssize_t block, const PeerBuffer *sources, int n,
+                           const PeerBuffer *targets, int n_targets, Py_ssize_t len, int op,
+                           double divisor, int stream, int *failed)
 {
+    stream = stream && own != dst;
     int saved = 0;
     for (int q = 2; q < n; q++) {
         saved |= own == dst && sources[q].pid == 0;
@@ -542,13 +550,14 @@ static int peer_reduce_run(char kind, int size, char *dst, const char *own, char
             memcpy(scratch + 2 * block, mine, bytes);
             mine = scratch + 2 * block;
         }
+        char *out = stream ? scratch + 2 * block : dst + off;
         const char *acc = NULL;
         for (int q = 0; q < n; q++) {
             const char *operand = mine;
             if (sources[q].pid != 0) {
                 char *into = scratch + (q == 0 ? 0 : block);
-                int err = read_peer(into, sources[q].pid, sources[q].address + (uint64_t)off,
-                                    bytes);
+                int err = transfer(into, sources[q].pid, sources[q].address + (uint64_t)off,
+                                   bytes, 0);
                 if (err != 0) {
                     *failed = q;
                     return err;
@@ -559,9 +568,20 @@ static int peer_reduce_run(char kind, int size, char *dst, const char *own, char
                 acc = operand;
                 continue;
             }
-            reduce_loop(kind, size, dst + off, acc, operand, (Py_ssize_t)bytes / size, op,
+            reduce_loop(kind, size, out, acc, operand, (Py_ssize_t)bytes / size, op,
                         q == n - 1 ? divisor : 1.0);
-            acc = dst + off;
+            acc = out;
+        }
+        if (stream) {
+            copy_stream(dst + off, out, bytes);
+        }
+        for (int t = 0; t < n_targets; t++) {
+            int err = transfer(out, targets[t].pid, targets[t].address + (uint64_t)off,
+                               bytes, 1);
+            if (err != 0) {
+                *failed = n + t;
+                return err;
+            }
         }
     }
     return 0;
@@ -855,7 +875,7 @@ done:
     return result;
 }
 
-#ifdef HAVE_PEER_READS
+#ifdef HAVE_CROSS_MEMORY
 static PyObject *os_error(int err, const char *what)
 {
     PyObject *args = Py_BuildValue("(is)", err, what);
@@ -866,20 +886,55 @@ static PyObject *os_error(int err, const char *what)
     return NULL;
 }
 
+/* Reads a tuple of (pid, address) pairs, None standing for our own buffer where own_ok. */
+static int peer_buffers(PyObject *seq, int own_ok, PeerBuffer **out, int *count,
+                        const char *what)
+{
+    if (!PyTuple_Check(seq)) {
+        PyErr_Format(PyExc_ValueError, "peer_reduce: %s must be a tuple", what);
+        return 0;
+    }
+    int n = (int)PyTuple_GET_SIZE(seq);
+    *out = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(PeerBuffer));
+    if (*out == NULL) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (int q = 0; q < n; q++) {
+        PyObject *item = PyTuple_GET_ITEM(seq, q);
+        long pid;
+        unsigned long long address;
+        if (own_ok && item == Py_None) {
+            continue;
+        }
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "lK", &pid, &address) || pid <= 0) {
+            PyErr_Format(PyExc_ValueError, "peer_reduce: %s[%d] must be %s(pid, address) with "
+                         "a positive pid", what, q, own_ok ? "None or " : "");
+            return 0;
+        }
+        (*out)[q].pid = (pid_t)pid;
+        (*out)[q].address = (uint64_t)address;
+    }
+    *count = n;
+    return 1;
+}
+
 static PyObject *peer_reduce(PyObject *self, PyObject *args)
 {
     Py_buffer dst, own, scratch;
     const char *code;
     int op;
     double divisor;
-    PyObject *sources_obj;
+    PyObject *sources_obj, *targets_obj;
+    int stream = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "w*y*w*Osid", &dst, &own, &scratch, &sources_obj, &code, &op,
-                          &divisor)) {
+    if (!PyArg_ParseTuple(args, "w*y*w*OOsid|p", &dst, &own, &scratch, &sources_obj,
+                          &targets_obj, &code, &op, &divisor, &stream)) {
         return NULL;
     }
     PyObject *result = NULL;
-    PeerSource *sources = NULL;
+    PeerBuffer *sources = NULL, *targets = NULL;
+    int n = 0, n_targets = 0;
     int size = itemsize_of(code);
     char kind = code[0];
     if (size == 0 || !reduce_loop(kind, size, NULL, NULL, NULL, 0, OP_SUM, 1.0)) {
@@ -902,90 +957,89 @@ static PyObject *peer_reduce(PyObject *self, PyObject *args)
                      "elements of %d bytes", scratch.len, size);
         goto done;
     }
-    int n = PyTuple_Check(sources_obj) ? (int)PyTuple_GET_SIZE(sources_obj) : 0;
+    if (!peer_buffers(sources_obj, 1, &sources, &n, "sources")
+        || !peer_buffers(targets_obj, 0, &targets, &n_targets, "targets")) {
+        goto done;
+    }
     if (n < 2) {
-        PyErr_SetString(PyExc_ValueError, "peer_reduce: sources must be a tuple of 2 or more "
-                        "entries, None for our own buffer or (pid, address)");
+        PyErr_SetString(PyExc_ValueError, "peer_reduce: sources must hold 2 or more entries, "
+                        "None for our own buffer or (pid, address)");
         goto done;
-    }
-    sources = PyMem_Calloc((size_t)n, sizeof(PeerSource));
-    if (sources == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (int q = 0; q < n; q++) {
-        PyObject *item = PyTuple_GET_ITEM(sources_obj, q);
-        if (item == Py_None) {
-            continue;
-        }
-        long pid;
-        unsigned long long address;
-        if (!PyArg_ParseTuple(item, "lK", &pid, &address) || pid <= 0) {
-            PyErr_Format(PyExc_ValueError, "peer_reduce: source %d must be None or (pid, "
-                         "address) with a positive pid", q);
-            goto done;
-        }
-        sources[q].pid = (pid_t)pid;
-        sources[q].address = (uint64_t)address;
     }
     int failed = -1, err;
     Py_BEGIN_ALLOW_THREADS
-    err = peer_reduce_run(kind, size, dst.buf, own.buf, scratch.buf, block, sources, n, dst.len,
-                          op, divisor, &failed);
+    err = peer_reduce_run(kind, size, dst.buf, own.buf, scratch.buf, block, sources, n, targets,
+                          n_targets, dst.len, op, divisor, stream, &failed);
     Py_END_ALLOW_THREADS
     if (err != 0) {
-        char what[96];
-        snprintf(what, sizeof what, "peer_reduce: reading source %d (pid %ld): %s", failed,
-                 (long)sources[failed].pid, strerror(err));
+        const PeerBuffer *at = failed < n ? &sources[failed] : &targets[failed - n];
+        char what[112];
+        snprintf(what, sizeof what, "peer_reduce: %s %s %d (pid %ld): %s",
+                 failed < n ? "reading" : "writing", failed < n ? "source" : "target",
+                 failed < n ? failed : failed - n, (long)at->pid, strerror(err));
         os_error(err, what);
         goto done;
     }
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(sources);
+    PyMem_Free(targets);
     PyBuffer_Release(&dst);
     PyBuffer_Release(&own);
     PyBuffer_Release(&scratch);
     return result;
 }
 
-static PyObject *peer_read(PyObject *self, PyObject *args)
+/* peer_read(dst, pid, address) and peer_write(src, pid, address) */
+static PyObject *peer_copy(PyObject *args, int write)
 {
-    Py_buffer dst;
+    Py_buffer local;
     long pid;
     unsigned long long address;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "w*lK", &dst, &pid, &address)) {
+    if (!PyArg_ParseTuple(args, write ? "y*lK" : "w*lK", &local, &pid, &address)) {
         return NULL;
     }
+    const char *name = write ? "peer_write" : "peer_read";
     PyObject *result = NULL;
     if (pid <= 0) {
-        PyErr_Format(PyExc_ValueError, "peer_read: pid must be positive, got %ld", pid);
+        PyErr_Format(PyExc_ValueError, "%s: pid must be positive, got %ld", name, pid);
         goto done;
     }
     int err;
     Py_BEGIN_ALLOW_THREADS
-    err = read_peer(dst.buf, (pid_t)pid, (uint64_t)address, (size_t)dst.len);
+    err = transfer(local.buf, (pid_t)pid, (uint64_t)address, (size_t)local.len, write);
     Py_END_ALLOW_THREADS
     if (err != 0) {
         char what[96];
-        snprintf(what, sizeof what, "peer_read: reading pid %ld: %s", pid, strerror(err));
+        snprintf(what, sizeof what, "%s: pid %ld: %s", name, pid, strerror(err));
         os_error(err, what);
         goto done;
     }
     result = Py_NewRef(Py_None);
 done:
-    PyBuffer_Release(&dst);
+    PyBuffer_Release(&local);
     return result;
 }
 
-static PyObject *allow_peer_reads(PyObject *self, PyObject *unused)
+static PyObject *peer_read(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return peer_copy(args, 0);
+}
+
+static PyObject *peer_write(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return peer_copy(args, 1);
+}
+
+static PyObject *allow_peer_access(PyObject *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
 #ifdef PR_SET_PTRACER
     if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0 && errno != EINVAL) {
-        return os_error(errno, "allow_peer_reads: prctl(PR_SET_PTRACER)");
+        return os_error(errno, "allow_peer_access: prctl(PR_SET_PTRACER)");
     }
 #endif
     Py_RETURN_NONE;
@@ -1052,17 +1106,21 @@ static PyObject *set_f16c(PyObject *self, PyObject *arg)
 }
 
 static PyMethodDef methods[] = {
-#ifdef HAVE_PEER_READS
+#ifdef HAVE_CROSS_MEMORY
     {"peer_reduce", peer_reduce, METH_VARARGS,
-     "peer_reduce(dst, own, scratch, sources, code, op, divisor): dst = op over sources in "
-     "order (None: own; (pid, address): that process's memory, read with process_vm_readv), "
-     "/ divisor at the last step, in blocks of a third of scratch; raises OSError naming the "
-     "source it could not read"},
+     "peer_reduce(dst, own, scratch, sources, targets, code, op, divisor, stream=False): dst = "
+     "op over sources in order (None: own; (pid, address): that process's memory, read with "
+     "process_vm_readv), / divisor at the last step, in blocks of a third of scratch; each "
+     "block is then written to every (pid, address) of targets (process_vm_writev); stream: "
+     "dst (out of place) written with streaming stores; raises OSError naming the buffer it "
+     "could not access"},
     {"peer_read", peer_read, METH_VARARGS,
      "peer_read(dst, pid, address): fill dst with the bytes at address in process pid"},
-    {"allow_peer_reads", allow_peer_reads, METH_NOARGS,
-     "allow_peer_reads(): let this user's other processes read ours (Yama's PR_SET_PTRACER); "
-     "a no-op without Yama"},
+    {"peer_write", peer_write, METH_VARARGS,
+     "peer_write(src, pid, address): write the bytes of src at address in process pid"},
+    {"allow_peer_access", allow_peer_access, METH_NOARGS,
+     "allow_peer_access(): let this user's other processes access ours (Yama's "
+     "PR_SET_PTRACER); a no-op without Yama"},
 #endif
     {"set_slot_writes", set_slot_writes, METH_O,
      "set_slot_writes(mode): how ring_shm writes its slots: -1 the cheaper way as timed, 0 "
@@ -1116,10 +1174,10 @@ PyMODINIT_FUNC PyInit__ckernels(void)
     if (codes == NULL || PyModule_AddObject(m, "DTYPES", codes) < 0
         || PyModule_AddIntConstant(m, "F16C", use_f16c) < 0
         || PyModule_AddIntConstant(m, "STREAM", use_stream) < 0
-#ifdef HAVE_PEER_READS
-        || PyModule_AddIntConstant(m, "PEER_READS", 1) < 0
+#ifdef HAVE_CROSS_MEMORY
+        || PyModule_AddIntConstant(m, "CROSS_MEMORY", 1) < 0
 #else
-        || PyModule_AddIntConstant(m, "PEER_READS", 0) < 0
+        || PyModule_AddIntConstant(m, "CROSS_MEMORY", 0) < 0
 #endif
         ) {
         Py_XDECREF(codes);

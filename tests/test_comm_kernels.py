@@ -201,8 +201,8 @@ def test_step_publishes_then_waits_for_both_neighbours():
         ckernels.step(flags.view(np.uint8)[1:9], left, right, 1)
 
 
-needs_peer_reads = pytest.mark.skipif(not kernels.PEER_READS, reason="no process_vm_readv "
-                                      "(not Linux, no C extension, or built from older sources)")
+needs_cross_memory = pytest.mark.skipif(not kernels.CROSS_MEMORY, reason="no process_vm_readv "
+                                        "(not Linux, no C extension, or built from older sources)")
 
 
 def _left_fold(parts, op, divisor):
@@ -213,12 +213,13 @@ def _left_fold(parts, op, divisor):
     return acc
 
 
-@needs_peer_reads
+@needs_cross_memory
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
 @pytest.mark.parametrize("n_sources", [2, 3, 4])
-def test_peer_reduce_folds_the_sources_in_order(dtype, n_sources):
-    """Reads of "another process" (this one: process_vm_readv of our own pid), every position of
-    our own part, in place or not, in blocks smaller than the data (a ragged last block)."""
+def test_peer_reduce_folds_the_sources_in_order_and_writes_the_targets(dtype, n_sources):
+    """Another process's memory played by this one's (process_vm_readv/writev of our own pid):
+    every position of our own part, in place or not (streamed or not), in blocks smaller than
+    the data (a ragged last block), the result written to two targets as well."""
     pid = os.getpid()
     rng = np.random.default_rng(n_sources)
     length = 37
@@ -230,26 +231,38 @@ def test_peer_reduce_folds_the_sources_in_order(dtype, n_sources):
         for own_at in range(n_sources):
             parts = [(rng.standard_normal(length) * 50).astype(dtype) for _ in range(n_sources)]
             want = _left_fold(parts, op, divisor)
-            for in_place in (False, True):
+            # in place, out of place, and out of place with streaming stores
+            for in_place, stream in ((True, False), (False, False), (False, True)):
                 own = parts[own_at].copy()
                 dst = own if in_place else np.full(length, 7, dtype)
                 sources = tuple(None if q == own_at else (pid, part.ctypes.data)
                                 for q, part in enumerate(parts))
+                copies = [np.full(length + 2, 3, dtype) for _ in range(2)]
+                targets = tuple((pid, copy[1:].ctypes.data) for copy in copies)
                 scratch = np.empty(3 * 8 * np.dtype(dtype).itemsize, np.uint8)   # 8 per block
-                kernels.peer_reduce(dst, own, scratch, sources, op, divisor)
-                assert same(dst, want), (op, own_at, in_place)
+                kernels.peer_reduce(dst, own, scratch, sources, targets, op, divisor, stream)
+                assert same(dst, want), (op, own_at, in_place, stream)
+                assert same(own, parts[own_at]) or in_place
+                for copy in copies:          # exactly the result's bytes, nothing around them
+                    assert same(copy[1:-1], want) and copy[0] == 3 and copy[-1] == 3
 
 
-@needs_peer_reads
-def test_peer_read_and_its_errors():
+@needs_cross_memory
+def test_peer_read_write_and_their_errors():
     pid = os.getpid()
     src = np.arange(1000, dtype=np.int64)
     for n in (0, 1, 999, 1000):
         dst = np.zeros(n, np.int64)
         kernels.peer_read(dst, pid, src.ctypes.data)
         assert np.array_equal(dst, src[:n])
-    with pytest.raises(OSError, match="reading pid") as caught:
+        back = np.zeros(1000, np.int64)
+        kernels.peer_write(src[:n], pid, back.ctypes.data)
+        assert np.array_equal(back[:n], src[:n]) and not back[n:].any()
+    with pytest.raises(OSError, match="peer_read: pid") as caught:
         kernels.peer_read(np.zeros(4, np.int64), pid, 0)            # nothing mapped at 0
+    assert caught.value.errno == errno.EFAULT
+    with pytest.raises(OSError, match="peer_write: pid") as caught:
+        kernels.peer_write(np.zeros(4, np.int64), pid, 0)
     assert caught.value.errno == errno.EFAULT
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -258,25 +271,36 @@ def test_peer_read_and_its_errors():
     assert caught.value.errno == errno.ESRCH
     with pytest.raises(OSError, match=r"reading source 1 \(pid") as caught:
         kernels.peer_reduce(np.zeros(4), np.zeros(4), np.zeros(96, np.uint8),
-                            (None, (gone.pid, src.ctypes.data)), ReduceOp.SUM, 1)
+                            (None, (gone.pid, src.ctypes.data)), (), ReduceOp.SUM, 1)
     assert caught.value.errno == errno.ESRCH
-    kernels.allow_peer_reads()                   # without Yama: changes nothing, raises nothing
+    with pytest.raises(OSError, match=r"writing target 1 \(pid") as caught:
+        kernels.peer_reduce(np.zeros(4), np.zeros(4), np.zeros(96, np.uint8),
+                            (None, (pid, src.ctypes.data)),
+                            ((pid, src.ctypes.data), (pid, 8)), ReduceOp.SUM, 1)
+    assert caught.value.errno == errno.EFAULT
+    kernels.allow_peer_access()                  # without Yama: changes nothing, raises nothing
 
 
-@needs_peer_reads
+@needs_cross_memory
 def test_peer_reduce_bad_arguments():
     a = np.zeros(4, np.float32)
     mine = (None, (os.getpid(), a.ctypes.data))
+    scratch = np.zeros(96, np.uint8)
     with pytest.raises(ValueError, match="equal lengths"):
-        ckernels.peer_reduce(a, np.zeros(3, np.float32), np.zeros(96, np.uint8), mine, "f4", 0,
-                             1.0)
+        ckernels.peer_reduce(a, np.zeros(3, np.float32), scratch, mine, (), "f4", 0, 1.0)
     with pytest.raises(ValueError, match="three"):
-        ckernels.peer_reduce(a, a, np.zeros(8, np.uint8), mine, "f4", 0, 1.0)
+        ckernels.peer_reduce(a, a, np.zeros(8, np.uint8), mine, (), "f4", 0, 1.0)
     with pytest.raises(ValueError, match="2 or more"):
-        ckernels.peer_reduce(a, a, np.zeros(96, np.uint8), (None,), "f4", 0, 1.0)
-    with pytest.raises(ValueError, match="positive pid"):
-        ckernels.peer_reduce(a, a, np.zeros(96, np.uint8), (None, (0, 1)), "f4", 0, 1.0)
+        ckernels.peer_reduce(a, a, scratch, (None,), (), "f4", 0, 1.0)
+    with pytest.raises(ValueError, match=r"sources\[1\] must be None or \(pid, address\)"):
+        ckernels.peer_reduce(a, a, scratch, (None, (0, 1)), (), "f4", 0, 1.0)
+    with pytest.raises(ValueError, match=r"targets\[0\] must be \(pid, address\)"):
+        ckernels.peer_reduce(a, a, scratch, mine, (None,), "f4", 0, 1.0)
+    with pytest.raises(ValueError, match="targets must be a tuple"):
+        ckernels.peer_reduce(a, a, scratch, mine, [], "f4", 0, 1.0)
     with pytest.raises(ValueError, match="divisor"):
-        ckernels.peer_reduce(a.view(np.int32), a, np.zeros(96, np.uint8), mine, "i4", 0, 2.0)
+        ckernels.peer_reduce(a.view(np.int32), a, scratch, mine, (), "i4", 0, 2.0)
     with pytest.raises(ValueError, match="positive"):
         ckernels.peer_read(a, -1, a.ctypes.data)
+    with pytest.raises(ValueError, match="positive"):
+        ckernels.peer_write(a, 0, a.ctypes.data)

@@ -129,12 +129,12 @@ _var("RINGTRAIN_OVERLAP", "auto", _str,
      "buckets at the end of backward).")
 _var("RINGTRAIN_NO_CEXT", False, _bool,
      "Do not load the optional C extension (use the NumPy reduction kernels).")
-_var("RINGTRAIN_PEER_READS", True, _bool,
+_var("RINGTRAIN_CROSS_MEMORY", True, _bool,
      "On one machine, large all-reduces (from the last-level cache / 4 per worker there) read "
-     "the other workers' buffers directly (process_vm_readv: one copy, where the shared-memory "
-     "ring takes two). Where the system refuses such reads (Yama ptrace_scope 2 or 3, a "
-     "seccomp filter) the ring is used; under ptrace_scope 1 each worker lets this user's "
-     "processes read its memory. 0: always the ring.")
+     "the other workers' inputs and write their results directly (process_vm_readv/writev: "
+     "one copy, where the shared-memory ring takes two). Where the system refuses that (Yama "
+     "ptrace_scope 2 or 3, a seccomp filter) the ring is used; under ptrace_scope 1 each "
+     "worker lets this user's processes access its memory. 0: always the ring.")
 # --- devices -----------------------------------------------------------------------------------
 _var("RINGTRAIN_DEVICE", None, _str,
      "This worker's device: cpu, cuda (GPU local_rank % count, the default when a GPU is "

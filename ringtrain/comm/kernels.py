@@ -129,21 +129,25 @@ def ring_shm(src: np.ndarray, dst: np.ndarray, scratch: np.ndarray, mine: list, 
                      ag, per_chunk, slot, steps, stream and STREAM)
 
 
-#: single-copy reads of another process's memory (process_vm_readv; C extension on Linux only)
-PEER_READS = bool(getattr(_c, "PEER_READS", False))
+#: single-copy access to another process's memory (process_vm_readv/writev: the kernel's
+#: cross-memory attach; C extension on Linux only)
+CROSS_MEMORY = bool(getattr(_c, "CROSS_MEMORY", False))
 
 
 def peer_reduce_supports(dtype: np.dtype) -> bool:
     """Whether ``peer_reduce`` has a loop for ``dtype`` (the same answer on every rank)."""
-    return PEER_READS and dtype in _C_CODE
+    return CROSS_MEMORY and dtype in _C_CODE
 
 
 def peer_reduce(dst: np.ndarray, own: np.ndarray, scratch: np.ndarray, sources: tuple,
-                op: ReduceOp, divisor: int) -> None:
-    """``dst = op(source 0, ..., source n-1)`` in that order, ``/ divisor`` at the last step;
-    a source is None for ``own`` or ``(pid, address)`` of another process's buffer of the same
-    length, read in blocks of a third of ``scratch``. Raises OSError naming the unreadable one."""
-    _c.peer_reduce(dst, own, scratch, sources, _C_CODE[dst.dtype], _C_OP[op], divisor)
+                targets: tuple, op: ReduceOp, divisor: int, stream: bool = False) -> None:
+    """``dst = op(source 0, ..., source n-1)`` in that order, ``/ divisor`` at the last step,
+    in blocks of a third of ``scratch``; a source is None for ``own`` or ``(pid, address)`` of
+    another process's buffer of the same length. Each finished block is also written to every
+    ``(pid, address)`` of ``targets``; ``stream``: an out-of-place ``dst`` is written with
+    streaming stores. Raises OSError naming the buffer it could not access."""
+    _c.peer_reduce(dst, own, scratch, sources, targets, _C_CODE[dst.dtype], _C_OP[op], divisor,
+                   stream and STREAM)
 
 
 def peer_read(dst: np.ndarray, pid: int, address: int) -> None:
@@ -151,7 +155,12 @@ def peer_read(dst: np.ndarray, pid: int, address: int) -> None:
     _c.peer_read(dst, pid, address)
 
 
-def allow_peer_reads() -> None:
-    """Let this user's other processes read this one's memory, where Yama (ptrace_scope 1)
-    would otherwise allow only its ancestors; changes nothing elsewhere."""
-    _c.allow_peer_reads()
+def peer_write(src: np.ndarray, pid: int, address: int) -> None:
+    """Write the bytes of ``src`` at ``address`` in process ``pid`` (OSError if refused)."""
+    _c.peer_write(src, pid, address)
+
+
+def allow_peer_access() -> None:
+    """Let this user's other processes read and write this one's memory, where Yama
+    (ptrace_scope 1) would otherwise allow only its ancestors; changes nothing elsewhere."""
+    _c.allow_peer_access()

@@ -107,22 +107,22 @@ class MPICommunicator(CommunicatorBase):
     #: on one node, messages up to this size take a single step (``_one_shot_shm``): one
     #: barrier instead of the ring's 2 (N - 1), which is what small messages pay for
     one_shot_bytes = 64 << 10
-    #: on one node, messages from this size up read the other ranks' buffers directly
-    #: (``_peer_read_shm``) where the system allows it (RINGTRAIN_PEER_READS). Below it the
-    #: node's data stay in cache, where the slots' extra copy costs little and a system call
-    #: per block more (2-core VM: direct reads 1.1-1.6x slower at np 2 to 2 MiB, 0.8-0.9x from
-    #: 4 MiB). None: the cache size / (4 * ranks on the node), set at start-up (4 MiB for 2
-    #: ranks and 32 MiB)
-    peer_read_bytes: int | None = None
-    #: the blocks in which direct reads reduce (three in cache at once: the operands)
-    peer_block_bytes = 256 << 10
+    #: on one node, messages from this size up read and write the other ranks' buffers
+    #: directly (``_cross_memory_shm``) where the system allows it (RINGTRAIN_CROSS_MEMORY).
+    #: Below it the node's data stay in cache, where the slots' extra copy costs little and a
+    #: system call per block more. None: the cache size / (4 * ranks on the node), set at
+    #: start-up (4 MiB for 2 ranks and 32 MiB)
+    cross_memory_bytes: int | None = None
+    #: the blocks in which ``_cross_memory_shm`` reduces (three in cache at once)
+    cross_memory_block_bytes = 256 << 10
     #: out-of-place results from this size up are written with streaming stores (kernels.copy):
     #: from there the sources and results of the node's ranks outgrow the last-level cache, so
     #: the destination is cold and ordinary stores would read every line of it first. None:
     #: the cache size / (2 * ranks on the node), set at start-up (8 MiB for 2 ranks and 32 MiB)
     stream_bytes: int | None = None
-    #: between the ranks of one node: "auto" (one step, slots or direct reads by size), "slots"
-    #: (never direct reads) or "p2p" (MPI messages, the transport between machines)
+    #: between the ranks of one node: "auto" (by size: one step, the slots' ring, or
+    #: cross-memory access), "slots" (never cross-memory) or "p2p" (MPI messages, the
+    #: transport between machines)
     ring_transport = "auto"
     _watchdog: Any = None
 
@@ -158,8 +158,8 @@ class MPICommunicator(CommunicatorBase):
         self._scratch: dict = {}
         if self.stream_bytes is None:
             self.stream_bytes = kernels.last_level_cache_bytes() // (2 * self.local_size)
-        if self.peer_read_bytes is None:
-            self.peer_read_bytes = kernels.last_level_cache_bytes() // (4 * self.local_size)
+        if self.cross_memory_bytes is None:
+            self.cross_memory_bytes = kernels.last_level_cache_bytes() // (4 * self.local_size)
         self._shm: _SharedSlots | None = None
         if 1 < self.world_size == self._node.Get_size() and self._node_is_one_job():
             self._shm = _SharedSlots(self._node, self._comm, self.shm_chunk_bytes)
@@ -255,10 +255,10 @@ class MPICommunicator(CommunicatorBase):
             if shm is not None and self.ring_transport != "p2p":
                 if dst.nbytes <= min(self.one_shot_bytes, shm.chunk_bytes):
                     self._one_shot_shm(src, dst, op)
-                elif (shm.peer_reads and self.ring_transport != "slots"
-                      and dst.nbytes >= self.peer_read_bytes
+                elif (shm.cross_memory and self.ring_transport != "slots"
+                      and dst.nbytes >= self.cross_memory_bytes
                       and kernels.peer_reduce_supports(dst.dtype)):
-                    self._peer_read_shm(src, dst, op)
+                    self._cross_memory_shm(src, dst, op)
                 else:
                     self._ring_shm(src, dst, op)
                 return
@@ -431,19 +431,20 @@ class MPICommunicator(CommunicatorBase):
             shm.sync_all()
         shm.slot = slot ^ 1
 
-    def _peer_read_shm(self, src: np.ndarray, dst: np.ndarray, op: ReduceOp) -> None:
-        """A large message on one node with one copy per byte moved: rank r owns chunk r and
-        reduces it from every rank's ``src`` (the others' read straight from their processes,
-        process_vm_readv, in rank order, so the bits do not depend on the reader), then copies
-        every other chunk from its owner's ``dst``. The slots' ring copies each byte into a
-        slot and out of it again; here it crosses memory once, and there are three barriers
+    def _cross_memory_shm(self, src: np.ndarray, dst: np.ndarray, op: ReduceOp) -> None:
+        """A large message on one node, each byte moved once: rank r owns chunk r, reads it from
+        every rank's ``src`` (the others' straight from their processes, process_vm_readv, in
+        rank order, so the bits do not depend on the owner), reduces it block by block in
+        cache, and writes each finished block into its own ``dst`` and every other rank's
+        (process_vm_writev). The slots' ring copies every byte into a slot and out again; here
+        memory sees each input read once and each result written once, with two barriers
         instead of 2 (N - 1).
 
         Barriers (every rank): 1, all are in the call and have published their buffers'
-        addresses (``src`` may be ``dst``: a rank writes only its own chunk while the others
-        read theirs); 2, every chunk is complete; 3, no one reads our buffers any more, so
-        they are the caller's again. A failed read is published before barrier 2 or 3, and
-        then every rank raises, none keeps a result with a chunk missing.
+        addresses; 2, every chunk is written everywhere, and no one touches the others'
+        buffers any more, so they are the caller's again. Only chunk r's owner reads or writes
+        chunk r of any buffer, so ``src`` may be ``dst``. A failed access is marked before
+        barrier 2; then every rank raises, none keeps a result with a chunk missing.
         """
         n = self.world_size
         if dst.size == 0:
@@ -453,41 +454,29 @@ class MPICommunicator(CommunicatorBase):
         shm.publish(src.ctypes.data, dst.ctypes.data)
         shm.sync_all()
         peers = shm.published()
-        bounds = ring.chunk_bounds(dst.size, n)
-        a, b = bounds[self.rank]
-        sources = tuple(None if r == self.rank else (pid, src_at + a * isz)
+        a, b = ring.chunk_bounds(dst.size, n)[self.rank]
+        offset = a * isz
+        sources = tuple(None if r == self.rank else (pid, src_at + offset)
                         for r, (pid, src_at, _) in enumerate(peers))
-        scratch = self._tmp(np.dtype(np.uint8), 3 * self.peer_block_bytes)
+        targets = tuple((pid, dst_at + offset)
+                        for r, (pid, _, dst_at) in enumerate(peers) if r != self.rank)
+        scratch = self._tmp(np.dtype(np.uint8), 3 * self.cross_memory_block_bytes)
         failure = ""
         try:
-            kernels.peer_reduce(dst[a:b], src[a:b], scratch, sources, op,
-                                n if op is ReduceOp.AVG else 1)
+            kernels.peer_reduce(dst[a:b], src[a:b], scratch, sources, targets, op,
+                                n if op is ReduceOp.AVG else 1,
+                                src is not dst and dst.nbytes >= self.stream_bytes)
         except OSError as exc:
             failure = str(exc)
-        self._peer_barrier(failure, "reducing its chunk")
-        try:
-            for r, (pid, _, dst_at) in enumerate(peers):
-                if r != self.rank:
-                    ra, rb = bounds[r]
-                    kernels.peer_read(dst[ra:rb], pid, dst_at + ra * isz)
-        except OSError as exc:
-            failure = str(exc)
-        self._peer_barrier(failure, "copying the other chunks")
-
-    def _peer_barrier(self, failure: str, doing: str) -> None:
-        """A barrier of every rank at which each says whether its reads failed; if any rank's
-        did, every rank raises the same CommError naming them."""
-        shm = self._shm
-        if failure:
             shm.mark_failure()
         shm.sync_all()
         failed = shm.failed_ranks()
         if failed:
             here = f" (here: {failure})" if failure else ""
             raise CommError(
-                f"all-reduce on rank {self.rank}: rank(s) {failed} could not read the other "
-                f"ranks' memory while {doing}{here}; no rank keeps the incomplete result. Set "
-                f"RINGTRAIN_PEER_READS=0 to use the shared-memory ring instead")
+                f"all-reduce on rank {self.rank}: rank(s) {failed} could not access the other "
+                f"ranks' memory{here}; no rank keeps the incomplete result. Set "
+                f"RINGTRAIN_CROSS_MEMORY=0 to use the shared-memory ring instead")
 
     def _broadcast(self, buf: np.ndarray, root: int) -> None:
         self._comm.Bcast(buf, root)
@@ -617,7 +606,7 @@ def _numpy_op(ufunc: Any) -> Callable[[Any, Any, Any], None]:
 class _SharedSlots:
     """Two slots of ``chunk_bytes`` per rank in one shared-memory window of the node, and after
     them a cache line of each rank's words: its step flag, its process id, the addresses of its
-    buffers in a single-copy all-reduce and the step of the barrier before which its reads
+    buffers in a cross-memory all-reduce and the step of the barrier before which its accesses
     failed (``_PID`` ...)."""
 
     def __init__(self, node: Any, comm: Any, chunk_bytes: int):
@@ -651,22 +640,25 @@ class _SharedSlots:
         self._my_words = self._words[me]
         self._my_words[:] = 0
         self._barrier()
-        self.peer_reads = self._probe_peer_reads(node)
+        self.cross_memory = self._probe_cross_memory(node)
 
-    def _probe_peer_reads(self, node: Any) -> bool:
-        """Whether every rank can read every other rank's memory (kernels.peer_read; the same
-        answer on every rank): each publishes the address of a random word and reads the
-        others'. A word read from another process of the same id in another pid namespace
-        would not match."""
-        wanted = kernels.PEER_READS and env.get("RINGTRAIN_PEER_READS")
-        word = np.frombuffer(os.urandom(8), np.uint64).copy()
+    def _probe_cross_memory(self, node: Any) -> bool:
+        """Whether every rank can read and write every other rank's memory (kernels.peer_read,
+        peer_write; the same answer on every rank): each publishes the address of a buffer
+        holding a random word, reads the others' word and writes its own into their buffers'
+        slot for it. Another process of the same pid in another pid namespace would not hold
+        the word."""
+        wanted = kernels.CROSS_MEMORY and env.get("RINGTRAIN_CROSS_MEMORY")
+        n = len(self._words)
+        probe = np.zeros(1 + n, np.uint64)          # our word, then one slot per rank
+        probe[0] = np.frombuffer(os.urandom(8), np.uint64)[0]
         if wanted:
             try:
-                kernels.allow_peer_reads()
+                kernels.allow_peer_access()
             except OSError:
-                pass                    # the reads below tell whether the system allows them
+                pass                    # the accesses below tell whether the system allows them
         mine = self._my_words
-        mine[_PID], mine[_SRC], mine[_DST] = os.getpid(), word.ctypes.data, word[0]
+        mine[_PID], mine[_SRC], mine[_DST] = os.getpid(), probe.ctypes.data, probe[0]
         self._barrier()
         ok = wanted
         got = np.zeros(1, np.uint64)
@@ -674,12 +666,16 @@ class _SharedSlots:
             if not ok:
                 break
             if r != self._me:
+                pid, address = int(theirs[_PID]), int(theirs[_SRC])
                 try:
-                    kernels.peer_read(got, int(theirs[_PID]), int(theirs[_SRC]))
+                    kernels.peer_read(got, pid, address)
                     ok = got[0] == theirs[_DST]
+                    kernels.peer_write(probe[:1], pid, address + 8 * (1 + self._me))
                 except OSError:
                     ok = False
-        # also keeps ``word`` alive until every rank has read it
+        self._barrier()
+        ok = ok and all(probe[1 + r] == self._words[r][_DST] for r in range(n) if r != self._me)
+        # also keeps ``probe`` alive until every rank is done with it
         return bool(node.allreduce(bool(ok), op=self._MPI.LAND))
 
     def publish(self, src: int, dst: int) -> None:
@@ -691,7 +687,7 @@ class _SharedSlots:
         return [(int(w[_PID]), int(w[_SRC]), int(w[_DST])) for w in self._words]
 
     def mark_failure(self) -> None:
-        """Tells the ranks at the next barrier (sync_all) that this rank's reads failed; the
+        """Tells the ranks at the next barrier (sync_all) that this rank's accesses failed; the
         step number keeps a later call from reading it as its own failure."""
         self._my_words[_FAILED_AT] = self.steps + 1
 
@@ -760,6 +756,6 @@ class _SharedSlots:
 
 #: bytes after each rank's slots for its words (step flag first): a cache line of its own
 _FLAG_BYTES = 64
-#: the words' indices: process id, the single-copy all-reduce's buffer addresses, the step of the
-#: barrier before which its reads failed
+#: the words' indices: process id, the cross-memory all-reduce's buffer addresses, the step of
+#: the barrier before which its accesses failed
 _PID, _SRC, _DST, _FAILED_AT = 1, 2, 3, 4

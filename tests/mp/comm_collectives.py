@@ -63,18 +63,18 @@ ONE_SHOT_BYTES = {"ring": 0, "ring-stream": 0, "ring-one-shot": 1 << 20, "auto":
 #: streaming stores, or through the cache on even ranks and streamed on odd ones (the result
 #: must not depend on how a rank chose)
 SLOT_WRITES = {"ring-slots-streamed": 1, "ring-slots-mixed": R % 2}
-#: "ring-direct" reads the other ranks' buffers directly at every length (where the system
-#: allows it; _peer_read_shm), "auto" from 2 KiB; the others never
-PEER_READ_BYTES = {"ring-direct": 0, "auto": 2048}
-PEER_READS = getattr(getattr(c, "_shm", None), "peer_reads", False)
-direct_calls = 0
-if PEER_READS:
-    def counted(src, dst, op, _real=c._peer_read_shm):
-        global direct_calls
-        direct_calls += 1
+#: "ring-cross" reads and writes the other ranks' buffers directly at every length (where the
+#: system allows it; _cross_memory_shm), "auto" from 2 KiB; the others never
+CROSS_MEMORY_BYTES = {"ring-cross": 0, "auto": 2048}
+CROSS_MEMORY = getattr(getattr(c, "_shm", None), "cross_memory", False)
+cross_calls = 0
+if CROSS_MEMORY:
+    def counted(src, dst, op, _real=c._cross_memory_shm):
+        global cross_calls
+        cross_calls += 1
         return _real(src, dst, op)
 
-    c._peer_read_shm = counted
+    c._cross_memory_shm = counted
 
 
 def use(name):
@@ -85,7 +85,7 @@ def use(name):
         c.ring_transport = "p2p" if name == "ring-p2p" else "auto"
         c.stream_bytes = 0 if name == "ring-stream" else STREAM_BYTES
         c.one_shot_bytes = ONE_SHOT_BYTES.get(name, 0)
-        c.peer_read_bytes = PEER_READ_BYTES.get(name, 1 << 62)
+        c.cross_memory_bytes = CROSS_MEMORY_BYTES.get(name, 1 << 62)
     if kernels.BACKEND == "c":
         kernels._c.set_slot_writes(SLOT_WRITES.get(name, -1))
     return name.split("-")[0]
@@ -93,7 +93,7 @@ def use(name):
 
 # --- allreduce: every algorithm x dtype x op x length -------------------------------------------
 for name in ALGS + ["ring-one-shot", "ring-stream", "ring-slots-streamed", "ring-slots-mixed",
-                    "ring-direct"]:
+                    "ring-cross"]:
     alg = use(name)
     for dt in DTYPES:
         k, _ = scale_for(dt)
@@ -250,36 +250,38 @@ if kernels.BACKEND == "c" and getattr(c, "_shm", None) is not None:
     assert all(t > 0 for t in kernels._c.slot_costs()), \
         f"rank {R}: a way of writing the slots was never timed: {kernels._c.slot_costs()}"
 
-# --- direct reads: a rank whose read fails makes every rank raise, and nothing is lost --------
-if PEER_READS:
+# --- cross-memory access: a rank whose access fails makes every rank raise, nothing is lost ---
+if CROSS_MEMORY:
     from ringtrain.errors import CommError
 
-    use("ring-direct")
+    use("ring-cross")
     x = value(R, 97, np.float32)
     k, m = scale_for(np.float32)
     exp = (k * N * (N - 1) // 2 + N * (np.arange(97) % m)).astype(np.float32)
-    for stage in ("peer_reduce", "peer_read"):
-        real = getattr(kernels, stage)
-
-        def refused(*args, stage=stage, **kwargs):
-            raise OSError(1, f"{stage}: refused for the test")
+    real = kernels.peer_reduce
+    for failing in ("reading", "writing"):
+        def refused(dst, own, scratch, sources, targets, *args, failing=failing):
+            if failing == "writing":        # the reads and the reduction happen, then it fails
+                real(dst, own, scratch, sources, (), *args)
+            raise OSError(1, f"{failing} refused for the test")
 
         if R == N - 1:
-            setattr(kernels, stage, refused)
+            kernels.peer_reduce = refused
         y = x.copy()
         try:
             c.allreduce(y, out=y, algorithm="ring")
         except CommError as exc:
             text = str(exc)
-            assert f"rank(s) [{N - 1}] could not read" in text and "RINGTRAIN_PEER_READS=0" in \
-                text, text
+            assert f"rank(s) [{N - 1}] could not access" in text and \
+                "RINGTRAIN_CROSS_MEMORY=0" in text, text
             assert ("refused for the test" in text) == (R == N - 1), text
         else:
-            raise AssertionError(f"rank {R}: a failed {stage} on rank {N - 1} must raise here")
+            raise AssertionError(f"rank {R}: a failed access ({failing}) on rank {N - 1} must "
+                                 f"raise here")
         finally:
-            setattr(kernels, stage, real)
+            kernels.peer_reduce = real
         # the next call works (the failure belongs to the barrier it was marked for)
-        check(c.allreduce(x, algorithm="ring"), exp, f"allreduce after a failed {stage}")
+        check(c.allreduce(x, algorithm="ring"), exp, "allreduce after a failed access")
 
 # --- objects, barrier ------------------------------------------------------------------------------
 obj = c.broadcast_object({"rank": R, "list": list(range(R))}, root=N - 1)
@@ -290,5 +292,5 @@ assert rt.is_chief() == (R == 0) and 0 <= rt.local_rank() < rt.local_size()
 assert rt.init() is c, "init() must be idempotent"
 
 print(f"COMM-OK rank={R} size={N} backend={c.backend} checks={checks} "
-      f"peer_reads={int(PEER_READS)} direct_calls={direct_calls}", flush=True)
+      f"cross_memory={int(CROSS_MEMORY)} cross_calls={cross_calls}", flush=True)
 sys.exit(0)

@@ -45,13 +45,13 @@ def check(got, want, what):
 def use(name):
     if hasattr(c, "ring_transport"):
         c.ring_transport = "p2p" if name == "ring-p2p" else "auto"
-        # "ring-direct": the other ranks' buffers read directly (where the system allows it)
-        c.peer_read_bytes = 0 if name == "ring-direct" else 1 << 62
+        # "ring-cross": the other ranks' buffers accessed directly (where the system allows it)
+        c.cross_memory_bytes = 0 if name == "ring-cross" else 1 << 62
     return name.split("-")[0]
 
 
 # The issue's case: rank 0 holds 1.0, the others NaN; every rank must get all-NaN.
-for name in ("native", "ring", "ring-p2p", "ring-direct", "auto"):
+for name in ("native", "ring", "ring-p2p", "ring-cross", "auto"):
     alg = use(name)
     for op in (ReduceOp.MAX, ReduceOp.MIN):
         x = np.full(4, 1.0 if R == 0 else np.nan)
@@ -59,7 +59,7 @@ for name in ("native", "ring", "ring-p2p", "ring-direct", "auto"):
         check(c.allreduce(x, op=op, algorithm=alg), want, f"{name} {op.name} [1.0 | nan]")
 
 LENGTHS = sorted({1, 2, max(N - 1, 1), N + 1, 7, 13, 97, 1031})
-for name in ("native", "ring", "ring-p2p", "ring-direct", "auto"):
+for name in ("native", "ring", "ring-p2p", "ring-cross", "auto"):
     alg = use(name)
     for dt in (np.float16, np.float32, np.float64):
         for op in (ReduceOp.MAX, ReduceOp.MIN):
