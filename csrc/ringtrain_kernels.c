@@ -488,7 +488,7 @@ static void ring_shm_run(const RingShm *r, int *slot_io, uint64_t *steps_io)
     *steps_io = steps;
 }
 
-/* ------------------------------------------------------------------ reads of other ranks' memory */
+/* ------------------------------------------------------------------ other ranks' memory */
 
 #ifdef HAVE_CROSS_MEMORY
 /* Single-copy transfers between the ranks of one node: process_vm_readv / process_vm_writev

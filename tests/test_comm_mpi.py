@@ -32,6 +32,16 @@ def test_every_collective(ringrun, np_):
                    for f in fields.values()), res.describe()
 
 
+@pytest.mark.parametrize("np_", [2, 3])
+def test_ranks_agree_on_cross_memory_access(ringrun, np_):
+    """One rank with RINGTRAIN_CROSS_MEMORY=0: every rank goes without (one answer, taken
+    together at start-up), and the results are right."""
+    res = ringrun(np_, "tests/mp/comm_cross_memory_agree.py", timeout=60).check()
+    for rank in range(np_):
+        lines = [ln for ln in res.stdout_of(rank) if ln.startswith("AGREE-OK")]
+        assert lines == [f"AGREE-OK rank={rank} cross_memory=0"], res.describe()
+
+
 def test_mpi_backend_in_a_world_of_one(ringrun):
     res = ringrun(1, "tests/mp/comm_collectives.py", env={"RINGTRAIN_BACKEND": "mpi"}).check()
     assert _ok_lines(res, 1)[0]["backend"] == "mpi"

@@ -444,7 +444,7 @@ class MPICommunicator(CommunicatorBase):
         addresses; 2, every chunk is written everywhere, and no one touches the others'
         buffers any more, so they are the caller's again. Only chunk r's owner reads or writes
         chunk r of any buffer, so ``src`` may be ``dst``. A failed access is marked before
-        barrier 2; then every rank raises, none keeps a result with a chunk missing.
+        barrier 2; then every rank raises, none returns a result with a chunk missing.
         """
         n = self.world_size
         if dst.size == 0:
@@ -475,8 +475,9 @@ class MPICommunicator(CommunicatorBase):
             here = f" (here: {failure})" if failure else ""
             raise CommError(
                 f"all-reduce on rank {self.rank}: rank(s) {failed} could not access the other "
-                f"ranks' memory{here}; no rank keeps the incomplete result. Set "
-                f"RINGTRAIN_CROSS_MEMORY=0 to use the shared-memory ring instead")
+                f"ranks' memory{here}; every rank raises, as the result is incomplete (an "
+                f"in-place buffer holds partial sums). Set RINGTRAIN_CROSS_MEMORY=0 to use the "
+                f"shared-memory ring instead")
 
     def _broadcast(self, buf: np.ndarray, root: int) -> None:
         self._comm.Bcast(buf, root)

@@ -250,7 +250,7 @@ if kernels.BACKEND == "c" and getattr(c, "_shm", None) is not None:
     assert all(t > 0 for t in kernels._c.slot_costs()), \
         f"rank {R}: a way of writing the slots was never timed: {kernels._c.slot_costs()}"
 
-# --- cross-memory access: a rank whose access fails makes every rank raise, nothing is lost ---
+# --- cross-memory access: a rank whose access fails makes every rank raise (no partial result)
 if CROSS_MEMORY:
     from ringtrain.errors import CommError
 
