@@ -441,8 +441,10 @@ class MPICommunicator(CommunicatorBase):
         instead of 2 (N - 1).
 
         Barriers (every rank): 1, all are in the call and have published their buffers'
-        addresses; 2, every chunk is written everywhere, and no one touches the others'
-        buffers any more, so they are the caller's again. Only chunk r's owner reads or writes
+        addresses and size (sizes that differ, possible with the contract check off, raise on
+        every rank before any access: they would read and write past the smaller buffers); 2,
+        every chunk is written everywhere, and no one touches the others' buffers any more, so
+        they are the caller's again. Only chunk r's owner reads or writes
         chunk r of any buffer, so ``src`` may be ``dst``. A failed access is marked before
         barrier 2; then every rank raises, none returns a result with a chunk missing.
         """
@@ -451,9 +453,12 @@ class MPICommunicator(CommunicatorBase):
             return
         shm = self._shm
         isz = dst.itemsize
-        shm.publish(src.ctypes.data, dst.ctypes.data)
+        shm.publish(src.ctypes.data, dst.ctypes.data, dst.nbytes)
         shm.sync_all()
-        peers = shm.published()
+        peers, sizes = shm.published()
+        if any(size != dst.nbytes for size in sizes):
+            detail = ", ".join(f"rank {r}: {size} bytes" for r, size in enumerate(sizes))
+            raise CollectiveMismatch(f"allreduce: every rank must pass the same size; {detail}")
         a, b = ring.chunk_bounds(dst.size, n)[self.rank]
         offset = a * isz
         sources = tuple(None if r == self.rank else (pid, src_at + offset)
@@ -679,13 +684,17 @@ class _SharedSlots:
         # also keeps ``probe`` alive until every rank is done with it
         return bool(node.allreduce(bool(ok), op=self._MPI.LAND))
 
-    def publish(self, src: int, dst: int) -> None:
-        """Tells the other ranks where this rank's buffers are (read after the next barrier)."""
-        self._my_words[_SRC], self._my_words[_DST] = src, dst
+    def publish(self, src: int, dst: int, nbytes: int) -> None:
+        """Tells the other ranks where this rank's buffers are and their size (read after the
+        next barrier)."""
+        mine = self._my_words
+        mine[_SRC], mine[_DST], mine[_NBYTES] = src, dst, nbytes
 
-    def published(self) -> list[tuple[int, int, int]]:
-        """(pid, src address, dst address) of every rank, in communicator order."""
-        return [(int(w[_PID]), int(w[_SRC]), int(w[_DST])) for w in self._words]
+    def published(self) -> tuple[list[tuple[int, int, int]], list[int]]:
+        """[(pid, src address, dst address)] and [buffer size] of every rank, in communicator
+        order."""
+        return ([(int(w[_PID]), int(w[_SRC]), int(w[_DST])) for w in self._words],
+                [int(w[_NBYTES]) for w in self._words])
 
     def mark_failure(self) -> None:
         """Tells the ranks at the next barrier (sync_all) that this rank's accesses failed; the
@@ -758,5 +767,5 @@ class _SharedSlots:
 #: bytes after each rank's slots for its words (step flag first): a cache line of its own
 _FLAG_BYTES = 64
 #: the words' indices: process id, the cross-memory all-reduce's buffer addresses, the step of
-#: the barrier before which its accesses failed
-_PID, _SRC, _DST, _FAILED_AT = 1, 2, 3, 4
+#: the barrier before which its accesses failed, the buffers' size
+_PID, _SRC, _DST, _FAILED_AT, _NBYTES = 1, 2, 3, 4, 5

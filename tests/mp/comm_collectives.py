@@ -283,6 +283,22 @@ if CROSS_MEMORY:
         # the next call works (the failure belongs to the barrier it was marked for)
         check(c.allreduce(x, algorithm="ring"), exp, "allreduce after a failed access")
 
+    # with the contract check off, sizes that differ are caught before any rank touches another's
+    # buffers (it would read and write past the smaller ones)
+    from ringtrain.errors import CollectiveMismatch
+
+    saved, c.check = c.check, False
+    try:
+        c.allreduce(value(R, 97 + R, np.float32), algorithm="ring")
+    except CollectiveMismatch as exc:
+        assert "every rank must pass the same size; rank 0: 388 bytes, rank 1: 392 bytes" in \
+            str(exc), exc
+    else:
+        raise AssertionError(f"rank {R}: sizes that differ must raise here")
+    finally:
+        c.check = saved
+    check(c.allreduce(x, algorithm="ring"), exp, "allreduce after sizes that differed")
+
 # --- objects, barrier ------------------------------------------------------------------------------
 obj = c.broadcast_object({"rank": R, "list": list(range(R))}, root=N - 1)
 assert obj == {"rank": N - 1, "list": list(range(N - 1))}, obj
