@@ -10,7 +10,8 @@ faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_
 "plain stores": the same without the streaming stores that write such a result),
 ``comm.allreduce(y, out=y)`` (in place; where the size accesses the other ranks' buffers
 directly, also "slots": the same through the shared-memory ring's slots, the A/B of that
-choice) and
+choice; where it takes the slots, "slots cached" and "slots streamed": its slots written one
+way only, where the default times both, block by block, and takes the cheaper) and
 ``allreduce_many`` of a 784-1024-1024-10 MLP's gradients.
 Its floor: every rank streams ``c += a`` on its own arrays (``--stream-mib``) at the same
 time, which gives the bytes per second the memory bus moves with all ranks busy; an in-place
@@ -210,6 +211,16 @@ def plain_stores(comm, call):
         comm.stream_bytes = saved
 
 
+def slot_writes(mode: int, call):
+    """``call()`` with the shared-memory ring's slots written one way: 0 through the cache, 1
+    with streaming stores (the default, -1, times both and takes the cheaper)."""
+    saved = kernels._c.set_slot_writes(mode)
+    try:
+        return call()
+    finally:
+        kernels._c.set_slot_writes(saved)
+
+
 def through_slots(comm, call):
     """``call()`` with the shared-memory ring's slots where the size would access the other
     ranks' buffers directly (``cross_memory_bytes``): the A/B of that choice."""
@@ -245,6 +256,10 @@ def bench_forms(comm, sizes, repeats, bandwidth):
         if cross_memory(comm) and nbytes >= comm.cross_memory_bytes:
             methods["in place slots"] = lambda y=y: through_slots(
                 comm, lambda: comm.allreduce(y, out=y))
+        elif hasattr(kernels._c, "set_slot_writes") and getattr(comm, "_shm", None) is not None:
+            for mode, name in ((0, "slots cached"), (1, "slots streamed")):
+                methods[f"in place {name}"] = lambda y=y, mode=mode: slot_writes(
+                    mode, lambda: comm.allreduce(y, out=y))
         cases.append((human(nbytes), nbytes, methods))
     grads = [np.ones(shape, np.float32) for shape in MLP_GRADIENTS]
     total = sum(g.nbytes for g in grads)
