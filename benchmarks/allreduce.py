@@ -190,25 +190,26 @@ def stream_bandwidth(comm, mib: int, repeats: int) -> float:
     return 3 * c.nbytes * comm.world_size / float(np.median(seconds))
 
 
-def unpooled(comm, call):
-    """``call()`` with the communicator's pool of result arrays off: every new result faults
-    fresh pages in, as before the pool (comm/buffers.py) existed."""
-    pool = comm._results
-    saved, pool.limit_bytes = pool.limit_bytes, 0
+def overriding(obj, name: str, value, call):
+    """``call()`` with ``obj.name`` set to ``value``, restored afterwards."""
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
     try:
         return call()
     finally:
-        pool.limit_bytes = saved
+        setattr(obj, name, saved)
+
+
+def unpooled(comm, call):
+    """``call()`` with the communicator's pool of result arrays off: every new result faults
+    fresh pages in, as before the pool (comm/buffers.py) existed."""
+    return overriding(comm._results, "limit_bytes", 0, call)
 
 
 def plain_stores(comm, call):
     """``call()`` with ordinary stores where the ring writes a large out-of-place result with
     streaming stores (``stream_bytes``, kernels.copy): the A/B of that choice."""
-    saved, comm.stream_bytes = comm.stream_bytes, 1 << 62
-    try:
-        return call()
-    finally:
-        comm.stream_bytes = saved
+    return overriding(comm, "stream_bytes", 1 << 62, call)
 
 
 def slot_writes(mode: int, call):
@@ -224,11 +225,7 @@ def slot_writes(mode: int, call):
 def through_slots(comm, call):
     """``call()`` with the shared-memory ring's slots where the size would access the other
     ranks' buffers directly (``cross_memory_bytes``): the A/B of that choice."""
-    saved, comm.ring_transport = comm.ring_transport, "slots"
-    try:
-        return call()
-    finally:
-        comm.ring_transport = saved
+    return overriding(comm, "ring_transport", "slots", call)
 
 
 def bench_forms(comm, sizes, repeats, bandwidth):
