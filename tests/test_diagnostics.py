@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from test_failures import _stamp, _stamped_ringrun
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "mp"))
 from cluster_harness import REPO, Machine, cleanup, free_ports, wait_all
+
+from ringtrain.comm import watchdog
 
 
 @pytest.mark.parametrize("compute", ["python", "c"])
@@ -230,3 +233,41 @@ def test_doctor_names_a_taken_rendezvous_port_and_a_chief_it_cannot_reach(machin
     assert other.text.endswith(f"; start ringrun on worker:0's machine too, and check that "
                                f"RINGTRAIN_CONFIG gives its address and that port {ports[0]} "
                                f"there is open to this machine"), other.text
+
+
+def test_stack_dumps_are_the_main_threads_and_survive_threads_that_churn():
+    # The autopsy signals a late rank for its stack while that rank's other threads (the
+    # watchdog's) push and pop frames. A handler that walked every thread's frames read
+    # frames being freed: rank 3 of the stall test above died of SIGSEGV now and then, and
+    # this process within a few signals.
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests/mp/diag_stack_churn.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = proc.stdout.readline().split()
+        assert ready[0] == "READY" and ready[1] != "None", ready
+        path = ready[1]
+        dumps = []
+        try:
+            for _ in range(300):
+                before = os.path.getsize(path)
+                watchdog._signal_main_thread(proc.pid, watchdog.STACK_SIGNAL)
+                deadline = time.monotonic() + 5
+                dump = ""
+                while not dump.endswith(" in <module>\n") and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                    with open(path) as f:
+                        f.seek(before)
+                        dump = f.read()
+                dumps.append(dump)
+        except OSError:         # its dump file went with it
+            pytest.fail(f"the worker died: exit code {proc.wait()}")
+        for dump in dumps:
+            assert dump.startswith("Stack (most recent call first):\n"), dump
+            frames = watchdog.stack_frames(dump)
+            assert [f[2] for f in frames] == ["hold", "<module>"], dump
+        proc.stdin.close()
+        assert proc.stdout.read() == "ALIVE\n"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()

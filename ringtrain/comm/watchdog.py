@@ -25,15 +25,21 @@ The warning comes with an autopsy of every late rank on this machine: where its 
 (the innermost frame of its main thread outside ringtrain, the standard library and installed
 packages) and what it does there (computing, sleeping, blocked in I/O, waiting in another
 communicator's collective, stopped). Each rank registers ``faulthandler`` on ``SIGUSR2`` with a
-file of its own at start-up; the speaking rank signals the late ranks, whose C-level handler
-writes every thread's stack without needing the GIL (so a rank stuck in ``sum(range(10**10))``
-is found too), and reads the state of their main thread from ``/proc/PID/task/PID``.
+file of its own at start-up; the speaking rank signals the late ranks' main threads
+(``tgkill``), whose C-level handler writes that thread's stack without needing the GIL (so a
+rank stuck in ``sum(range(10**10))`` is found too), and reads the state of their main thread
+from ``/proc/PID/task/PID``. Only the interrupted thread's own stack is written: walking the
+other threads' frames from a signal handler races with those threads (a watchdog thread
+returning from a call frees frames the handler reads) and killed ranks with SIGSEGV.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import errno
 import faulthandler
+import functools
 import os
 import platform
 import re
@@ -317,7 +323,7 @@ class Watchdog:
             else:
                 try:
                     size = os.path.getsize(path)
-                    os.kill(pid, STACK_SIGNAL)
+                    _signal_main_thread(pid, STACK_SIGNAL)
                 except OSError:
                     continue
                 dumps[r] = (pid, path, size)
@@ -343,7 +349,6 @@ _SLEEP_CALLS = {35, 230}
 #: count as waiting rather than computing.
 BUSY_WINDOW = 0.1
 _IO_CALLS = {0, 1, 7, 17, 18, 19, 20, 23, 43, 45, 47, 61, 202, 232, 247, 270, 271, 281, 288}
-_HEADER = re.compile(r"^(?:Current thread|Thread) 0x([0-9a-f]+)", re.MULTILINE)
 _FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
 _LIBRARY_DIRS = tuple({str(Path(p).resolve()) + os.sep for p in (
     sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
@@ -374,9 +379,7 @@ def _stack_dump_file() -> str | None:
                 # read it through this process's descriptor.
                 os.unlink(path)
                 dump = os.fdopen(fd, "w")
-                dump.write(f"main thread 0x{threading.main_thread().ident:x}\n")
-                dump.flush()
-                faulthandler.register(STACK_SIGNAL, file=dump, all_threads=True)
+                faulthandler.register(STACK_SIGNAL, file=dump, all_threads=False)
             except (OSError, RuntimeError, ValueError):
                 return None
             _dump.update(path=f"/proc/{os.getpid()}/fd/{fd}", file=dump)
@@ -389,6 +392,24 @@ def _remove_dump_file() -> None:
         faulthandler.unregister(STACK_SIGNAL)
         _dump["file"].close()
         _dump["path"] = None
+
+
+def _signal_main_thread(pid: int, signum: int) -> None:
+    """Sends ``signum`` to the main thread of process ``pid`` (whose thread id is ``pid``); a
+    signal sent to the process would run the handler in whichever thread the kernel picks."""
+    tgkill = _tgkill()
+    if tgkill is None:
+        raise OSError(errno.ENOSYS, "tgkill is not available")
+    if tgkill(pid, pid, signum) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+@functools.cache
+def _tgkill() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).tgkill
+    except (OSError, AttributeError):
+        return None
 
 
 def _thread_state(pid: int) -> tuple[str, int] | None:
@@ -411,10 +432,10 @@ def _computes(pid: int, ticks: int) -> bool:
     return later is not None and later[1] > ticks
 
 
-def _read_dumps(dumps: dict[int, tuple[int, str, int]]) -> dict[int, tuple[str, str]]:
-    """(new text, header line) of each rank's dump file, once it has stopped growing
-    (DUMP_WAIT at most)."""
-    texts: dict[int, tuple[str, str]] = {}
+def _read_dumps(dumps: dict[int, tuple[int, str, int]]) -> dict[int, str]:
+    """The new text of each rank's dump file, once it has stopped growing (DUMP_WAIT at
+    most)."""
+    texts: dict[int, str] = {}
     sizes = {r: size for r, (_, _, size) in dumps.items()}
     deadline = time.monotonic() + DUMP_WAIT
     while len(texts) < len(dumps) and time.monotonic() < deadline:
@@ -425,34 +446,21 @@ def _read_dumps(dumps: dict[int, tuple[int, str, int]]) -> dict[int, tuple[str, 
             try:
                 size = os.path.getsize(path)
             except OSError:
-                texts[r] = ("", "")
+                texts[r] = ""
                 continue
             if size > before and size == sizes[r]:      # grew, then stayed for one poll
                 with open(path, errors="replace") as f:
-                    header = f.readline().strip()
                     f.seek(before)
-                    texts[r] = (f.read(), header)
+                    texts[r] = f.read()
             sizes[r] = size
-    return {r: text for r, text in texts.items() if text[0]}
+    return {r: text for r, text in texts.items() if text}
 
 
-def main_thread_stack(dump: str, header: str) -> list[tuple[str, int, str]]:
-    """(file, line, function) of the main thread in a faulthandler dump, innermost first;
-    ``header`` is the dump file's first line (``main thread 0x...``)."""
-    if not header.startswith("main thread 0x"):
-        return []
-    main = int(header.split()[-1], 16)
-    frames: list[tuple[str, int, str]] = []
-    current = None
-    for line in dump.splitlines():
-        head = _HEADER.match(line)
-        if head:
-            current = int(head.group(1), 16)
-            continue
-        frame = _FRAME.match(line)
-        if frame and current == main:
-            frames.append((frame.group(1), int(frame.group(2)), frame.group(3)))
-    return frames
+def stack_frames(dump: str) -> list[tuple[str, int, str]]:
+    """(file, line, function) of each frame in a faulthandler dump of one thread, innermost
+    first."""
+    return [(m.group(1), int(m.group(2)), m.group(3))
+            for m in map(_FRAME.match, dump.splitlines()) if m]
 
 
 def _is_user_file(filename: str) -> bool:
@@ -474,11 +482,11 @@ def _short(filename: str) -> str:
     return filename if relative.startswith("..") else relative
 
 
-def _describe(pid: int, dump: tuple[str, str] | None, elsewhere: int) -> str:
+def _describe(pid: int, dump: str | None, elsewhere: int) -> str:
     """What a late rank does and where, from its stack dump and /proc."""
     where = ""
     inside = None               # the outermost ringtrain/library call the user frame made
-    frames = main_thread_stack(*dump) if dump else []
+    frames = stack_frames(dump) if dump else []
     for i, (filename, line, function) in enumerate(frames):
         if _is_user_file(filename):
             where = f" at {_short(filename)}:{line} in {function}"
