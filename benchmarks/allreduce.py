@@ -39,6 +39,7 @@ import numpy as np
 import ringtrain as rt
 from ringtrain.comm import kernels
 from ringtrain.comm.base import ReduceOp
+from ringtrain.comm.buffers import ResultBuffers
 
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 DEFAULT_SIZES = "4K,16K,64K,256K,1M,4M,16M,64M,256M"
@@ -222,6 +223,13 @@ def slot_writes(mode: int, call):
         kernels._c.set_slot_writes(saved)
 
 
+def private_results(comm, pool, call):
+    """``call()`` with new results from ``pool``, a pool of private memory, where the
+    communicator's own pool hands out shared memory that the other ranks write into with
+    streaming stores (cross-memory all-reduces): the A/B of that choice."""
+    return overriding(comm, "_results", pool, call)
+
+
 def through_slots(comm, call):
     """``call()`` with the shared-memory ring's slots where the size would access the other
     ranks' buffers directly (``cross_memory_bytes``): the A/B of that choice."""
@@ -251,6 +259,9 @@ def bench_forms(comm, sizes, repeats, bandwidth):
             methods["out=y plain stores"] = lambda x=x, y=y: plain_stores(
                 comm, lambda: comm.allreduce(x, out=y))
         if cross_memory(comm) and nbytes >= comm.cross_memory_bytes:
+            private = ResultBuffers(comm.result_cache_bytes)
+            methods["allreduce(x) private"] = lambda x=x, pool=private: private_results(
+                comm, pool, lambda: comm.allreduce(x))
             methods["in place slots"] = lambda y=y: through_slots(
                 comm, lambda: comm.allreduce(y, out=y))
         elif hasattr(kernels._c, "set_slot_writes") and getattr(comm, "_shm", None) is not None:

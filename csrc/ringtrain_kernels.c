@@ -520,7 +520,7 @@ static int transfer(char *local, pid_t pid, uint64_t remote, size_t n, int write
 }
 
 typedef struct {
-    pid_t pid;                     /* 0: our own buffer */
+    pid_t pid;                     /* 0: in this process (a source: our own buffer) */
     uint64_t address;
 } PeerBuffer;
 
@@ -531,7 +531,9 @@ typedef struct {
  * third first, as the sum overwrites it before its turn. With `stream` (out of place only)
  * the sum goes to that last third and then to dst with streaming stores, so a dst that is not
  * in cache is not read before it is written. Each finished block, still in cache, is then
- * written into every target. Returns 0, or an errno with *failed the buffer that could not be
+ * written into every target: another process's (pid, address) by the kernel, or with pid 0 an
+ * address in this process (another process's buffer in shared memory mapped here), streamed
+ * like dst. Returns 0, or an errno with *failed the buffer that could not be
  * accessed (sources 0..n-1, then targets n..). */
 static int peer_reduce_run(char kind, int size, char *dst, const char *own, char *scratch,
                            Py_ssize_t block, const PeerBuffer *sources, int n,
@@ -576,6 +578,15 @@ static int peer_reduce_run(char kind, int size, char *dst, const char *own, char
             copy_stream(dst + off, out, bytes);
         }
         for (int t = 0; t < n_targets; t++) {
+            if (targets[t].pid == 0) {      /* mapped here: shared memory of that process */
+                char *there = (char *)(uintptr_t)(targets[t].address + (uint64_t)off);
+                if (stream) {
+                    copy_stream(there, out, bytes);
+                } else {
+                    memcpy(there, out, bytes);
+                }
+                continue;
+            }
             int err = transfer(out, targets[t].pid, targets[t].address + (uint64_t)off,
                                bytes, 1);
             if (err != 0) {
@@ -907,9 +918,11 @@ static int peer_buffers(PyObject *seq, int own_ok, PeerBuffer **out, int *count,
         if (own_ok && item == Py_None) {
             continue;
         }
-        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "lK", &pid, &address) || pid <= 0) {
-            PyErr_Format(PyExc_ValueError, "peer_reduce: %s[%d] must be %s(pid, address) with "
-                         "a positive pid", what, q, own_ok ? "None or " : "");
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "lK", &pid, &address) || pid < 0
+            || (pid == 0 && own_ok)) {
+            PyErr_Format(PyExc_ValueError, "peer_reduce: %s[%d] must be %s", what, q,
+                         own_ok ? "None or (pid, address) with a positive pid"
+                                : "(pid, address) with a pid of 0 (this process) or positive");
             return 0;
         }
         (*out)[q].pid = (pid_t)pid;

@@ -219,7 +219,8 @@ def _left_fold(parts, op, divisor):
 def test_peer_reduce_folds_the_sources_in_order_and_writes_the_targets(dtype, n_sources):
     """Another process's memory played by this one's (process_vm_readv/writev of our own pid):
     every position of our own part, in place or not (streamed or not), in blocks smaller than
-    the data (a ragged last block), the result written to two targets as well."""
+    the data (a ragged last block), the result written to two targets as well (one through
+    the kernel, one at an address in this process)."""
     pid = os.getpid()
     rng = np.random.default_rng(n_sources)
     length = 37
@@ -238,7 +239,9 @@ def test_peer_reduce_folds_the_sources_in_order_and_writes_the_targets(dtype, n_
                 sources = tuple(None if q == own_at else (pid, part.ctypes.data)
                                 for q, part in enumerate(parts))
                 copies = [np.full(length + 2, 3, dtype) for _ in range(2)]
-                targets = tuple((pid, copy[1:].ctypes.data) for copy in copies)
+                # one through the kernel, one mapped here (pid 0: another process's shared
+                # memory mapped into this one)
+                targets = tuple((who, copy[1:].ctypes.data) for who, copy in zip((pid, 0), copies))
                 scratch = np.empty(3 * 8 * np.dtype(dtype).itemsize, np.uint8)   # 8 per block
                 kernels.peer_reduce(dst, own, scratch, sources, targets, op, divisor, stream)
                 assert same(dst, want), (op, own_at, in_place, stream)
@@ -296,6 +299,8 @@ def test_peer_reduce_bad_arguments():
         ckernels.peer_reduce(a, a, scratch, (None, (0, 1)), (), "f4", 0, 1.0)
     with pytest.raises(ValueError, match=r"targets\[0\] must be \(pid, address\)"):
         ckernels.peer_reduce(a, a, scratch, mine, (None,), "f4", 0, 1.0)
+    with pytest.raises(ValueError, match=r"targets\[1\] must be .* 0 \(this process\) or positive"):
+        ckernels.peer_reduce(a, a, scratch, mine, ((0, a.ctypes.data), (-1, 1)), "f4", 0, 1.0)
     with pytest.raises(ValueError, match="targets must be a tuple"):
         ckernels.peer_reduce(a, a, scratch, mine, [], "f4", 0, 1.0)
     with pytest.raises(ValueError, match="divisor"):

@@ -30,6 +30,9 @@ def test_every_collective(ringrun, np_):
         # this machine lets the ranks access each other's memory: that path must have run
         assert all(f["cross_memory"] == "1" and int(f["cross_calls"]) > 100
                    for f in fields.values()), res.describe()
+        # the odd ranks wrote into the even ranks' shared results through their mappings
+        assert all(int(f["mapped_writes"]) > 50 for r, f in fields.items() if r % 2 == 1), \
+            res.describe()
 
 
 @pytest.mark.parametrize("np_", [2, 3])

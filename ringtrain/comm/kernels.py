@@ -144,8 +144,10 @@ def peer_reduce(dst: np.ndarray, own: np.ndarray, scratch: np.ndarray, sources: 
     """``dst = op(source 0, ..., source n-1)`` in that order, ``/ divisor`` at the last step,
     in blocks of a third of ``scratch``; a source is None for ``own`` or ``(pid, address)`` of
     another process's buffer of the same length. Each finished block is also written to every
-    ``(pid, address)`` of ``targets``; ``stream``: an out-of-place ``dst`` is written with
-    streaming stores. Raises OSError naming the buffer it could not access."""
+    ``(pid, address)`` of ``targets`` (pid 0: an address in this process, such as another
+    process's shared memory mapped here); ``stream``: an out-of-place ``dst`` and the mapped
+    targets are written with streaming stores. Raises OSError naming the buffer it could not
+    access."""
     _c.peer_reduce(dst, own, scratch, sources, targets, _C_CODE[dst.dtype], _C_OP[op], divisor,
                    stream and STREAM)
 

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from ..errors import CollectiveMismatch, CommError
 from . import contract as C
 from . import kernels, ring, watchdog
 from .base import ReduceOp
+from .buffers import PeerMappings
 from .common import CommunicatorBase
 
 #: ringtrain finalizes MPI itself (see take_over_finalize); "abandoned": never, because some
@@ -161,6 +162,7 @@ class MPICommunicator(CommunicatorBase):
         if self.cross_memory_bytes is None:
             self.cross_memory_bytes = kernels.last_level_cache_bytes() // (4 * self.local_size)
         self._shm: _SharedSlots | None = None
+        self._peer_results: PeerMappings | None = None
         if 1 < self.world_size == self._node.Get_size() and self._node_is_one_job():
             self._shm = _SharedSlots(self._node, self._comm, self.shm_chunk_bytes)
             # the shared-memory ring's schedule: the chunk sent first, the chunks received at
@@ -170,6 +172,10 @@ class MPICommunicator(CommunicatorBase):
             ag = ring.allgather_steps(self.rank, self.world_size, owned)
             self._shm_schedule = (rs[0][0], tuple(recv for _, recv in rs),
                                   tuple(recv for _, recv in ag))
+            if self._shm.cross_memory:
+                # results the others write into with streaming stores (_cross_memory_shm)
+                self._results.shared_bytes = self.cross_memory_bytes
+                self._peer_results = PeerMappings(self.result_cache_bytes * (self.local_size - 1))
         # Names the ranks a stalled collective waits for; ends a job whose rank froze.
         self._watchdog = watchdog.start(self._comm)
 
@@ -453,7 +459,8 @@ class MPICommunicator(CommunicatorBase):
             return
         shm = self._shm
         isz = dst.itemsize
-        shm.publish(src.ctypes.data, dst.ctypes.data, dst.nbytes)
+        shm.publish(src.ctypes.data, dst.ctypes.data, dst.nbytes,
+                    self._results.shared_location(dst))
         shm.sync_all()
         peers, sizes = shm.published()
         if any(size != dst.nbytes for size in sizes):
@@ -461,10 +468,10 @@ class MPICommunicator(CommunicatorBase):
             raise CollectiveMismatch(f"allreduce: every rank must pass the same size; {detail}")
         a, b = ring.chunk_bounds(dst.size, n)[self.rank]
         offset = a * isz
-        sources = tuple(None if r == self.rank else (pid, src_at + offset)
-                        for r, (pid, src_at, _) in enumerate(peers))
-        targets = tuple((pid, dst_at + offset)
-                        for r, (pid, _, dst_at) in enumerate(peers) if r != self.rank)
+        sources = tuple(None if r == self.rank else (peer.pid, peer.src + offset)
+                        for r, peer in enumerate(peers))
+        targets = tuple(self._result_target(peer, offset, dst.nbytes)
+                        for r, peer in enumerate(peers) if r != self.rank)
         scratch = self._tmp(np.dtype(np.uint8), 3 * self.cross_memory_block_bytes)
         failure = ""
         try:
@@ -475,6 +482,8 @@ class MPICommunicator(CommunicatorBase):
             failure = str(exc)
             shm.mark_failure()
         shm.sync_all()
+        if self._peer_results is not None:
+            self._peer_results.trim()
         failed = shm.failed_ranks()
         if failed:
             here = f" (here: {failure})" if failure else ""
@@ -483,6 +492,16 @@ class MPICommunicator(CommunicatorBase):
                 f"ranks' memory{here}; every rank raises, as the result is incomplete (an "
                 f"in-place buffer holds partial sums). Set RINGTRAIN_CROSS_MEMORY=0 to use the "
                 f"shared-memory ring instead")
+
+    def _result_target(self, peer: _Published, offset: int, nbytes: int) -> tuple[int, int]:
+        """Where this rank writes into ``peer``'s result at ``offset``: (0, address) in its
+        shared block mapped here, else (its pid, address) for a write through the kernel."""
+        if peer.shared is not None and self._peer_results is not None:
+            fd, start = peer.shared
+            here = self._peer_results.address(peer.pid, fd, start, nbytes)
+            if here is not None:
+                return 0, here + offset
+        return peer.pid, peer.dst + offset
 
     def _broadcast(self, buf: np.ndarray, root: int) -> None:
         self._comm.Bcast(buf, root)
@@ -592,6 +611,8 @@ class MPICommunicator(CommunicatorBase):
             self._watchdog.close()
         if self._shm is not None:
             self._shm.free()
+        if self._peer_results is not None:
+            self._peer_results.clear()
         self._node.Free()
         if self._owns_comm:
             self._comm.Free()
@@ -684,16 +705,19 @@ class _SharedSlots:
         # also keeps ``probe`` alive until every rank is done with it
         return bool(node.allreduce(bool(ok), op=self._MPI.LAND))
 
-    def publish(self, src: int, dst: int, nbytes: int) -> None:
-        """Tells the other ranks where this rank's buffers are and their size (read after the
-        next barrier)."""
+    def publish(self, src: int, dst: int, nbytes: int, shared: tuple[int, int] | None) -> None:
+        """Tells the other ranks where this rank's buffers are and their size, and where the
+        result lies in shared memory: (memfd, offset) or None (read after the next barrier)."""
         mine = self._my_words
         mine[_SRC], mine[_DST], mine[_NBYTES] = src, dst, nbytes
+        mine[_SHARED_FD], mine[_SHARED_OFFSET] = (0, 0) if shared is None \
+            else (shared[0] + 1, shared[1])
 
-    def published(self) -> tuple[list[tuple[int, int, int]], list[int]]:
-        """[(pid, src address, dst address)] and [buffer size] of every rank, in communicator
-        order."""
-        return ([(int(w[_PID]), int(w[_SRC]), int(w[_DST])) for w in self._words],
+    def published(self) -> tuple[list[_Published], list[int]]:
+        """What every rank published (in communicator order) and its buffer size."""
+        return ([_Published(int(w[_PID]), int(w[_SRC]), int(w[_DST]),
+                            (int(w[_SHARED_FD]) - 1, int(w[_SHARED_OFFSET]))
+                            if w[_SHARED_FD] else None) for w in self._words],
                 [int(w[_NBYTES]) for w in self._words])
 
     def mark_failure(self) -> None:
@@ -767,5 +791,15 @@ class _SharedSlots:
 #: bytes after each rank's slots for its words (step flag first): a cache line of its own
 _FLAG_BYTES = 64
 #: the words' indices: process id, the cross-memory all-reduce's buffer addresses, the step of
-#: the barrier before which its accesses failed, the buffers' size
-_PID, _SRC, _DST, _FAILED_AT, _NBYTES = 1, 2, 3, 4, 5
+#: the barrier before which its accesses failed, the buffers' size, the result's memfd + 1 (0:
+#: not in shared memory) and its offset there
+_PID, _SRC, _DST, _FAILED_AT, _NBYTES, _SHARED_FD, _SHARED_OFFSET = 1, 2, 3, 4, 5, 6, 7
+
+
+class _Published(NamedTuple):
+    """A rank's part of a cross-memory all-reduce: its process, the addresses of its buffers
+    and (memfd, offset) of its result where that lies in shared memory."""
+    pid: int
+    src: int
+    dst: int
+    shared: tuple[int, int] | None

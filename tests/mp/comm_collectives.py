@@ -12,6 +12,7 @@ import numpy as np
 import ringtrain as rt
 from ringtrain import ReduceOp
 from ringtrain.comm import kernels
+from ringtrain.comm.buffers import ResultBuffers
 
 c = rt.init()
 R, N = rt.rank(), rt.size()
@@ -67,14 +68,24 @@ SLOT_WRITES = {"ring-slots-streamed": 1, "ring-slots-mixed": R % 2}
 #: system allows it; _cross_memory_shm), "auto" from 2 KiB; the others never
 CROSS_MEMORY_BYTES = {"ring-cross": 0, "auto": 2048}
 CROSS_MEMORY = getattr(getattr(c, "_shm", None), "cross_memory", False)
-cross_calls = 0
+#: there, "ring-cross" takes new results of every length from shared memory on even ranks
+#: (the others write into those through their mappings, into the odd ranks' through the kernel)
+SHARED_RESULTS = {"ring-cross": 0 if R % 2 == 0 else None}
+cross_calls = mapped_writes = 0
 if CROSS_MEMORY:
     def counted(src, dst, op, _real=c._cross_memory_shm):
         global cross_calls
         cross_calls += 1
         return _real(src, dst, op)
 
+    def mapped(peer, offset, nbytes, _real=c._result_target):
+        global mapped_writes
+        target = _real(peer, offset, nbytes)
+        mapped_writes += target[0] == 0
+        return target
+
     c._cross_memory_shm = counted
+    c._result_target = mapped
 
 
 def use(name):
@@ -86,6 +97,10 @@ def use(name):
         c.stream_bytes = 0 if name == "ring-stream" else STREAM_BYTES
         c.one_shot_bytes = ONE_SHOT_BYTES.get(name, 0)
         c.cross_memory_bytes = CROSS_MEMORY_BYTES.get(name, 1 << 62)
+    if CROSS_MEMORY:
+        c._results.clear()
+        c._results.shared_bytes = SHARED_RESULTS.get(name, c.cross_memory_bytes)
+        c._results.min_bytes = 0 if name in SHARED_RESULTS else ResultBuffers.min_bytes
     if kernels.BACKEND == "c":
         kernels._c.set_slot_writes(SLOT_WRITES.get(name, -1))
     return name.split("-")[0]
@@ -308,5 +323,6 @@ assert rt.is_chief() == (R == 0) and 0 <= rt.local_rank() < rt.local_size()
 assert rt.init() is c, "init() must be idempotent"
 
 print(f"COMM-OK rank={R} size={N} backend={c.backend} checks={checks} "
-      f"cross_memory={int(CROSS_MEMORY)} cross_calls={cross_calls}", flush=True)
+      f"cross_memory={int(CROSS_MEMORY)} cross_calls={cross_calls} "
+      f"mapped_writes={mapped_writes}", flush=True)
 sys.exit(0)
