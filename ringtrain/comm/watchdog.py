@@ -324,10 +324,10 @@ class Watchdog:
                 try:
                     size = os.path.getsize(path)
                     _signal_main_thread(pid, STACK_SIGNAL)
-                except OSError:
-                    continue
+                except OSError:     # gone (then said so below), or no tgkill: no stack
+                    size = -1
                 dumps[r] = (pid, path, size)
-        stacks = _read_dumps(dumps)
+        stacks = _read_dumps({r: d for r, d in dumps.items() if d[2] >= 0})
         for r, (pid, _, _) in dumps.items():
             answer = self._answers.get(r)
             elsewhere = answer[2] if answer is not None else 0
