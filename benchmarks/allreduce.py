@@ -6,7 +6,9 @@ call forms users write against the machine's memory floor.
 
 The call-form table times, with the default algorithm, ``comm.allreduce(x)`` (a new result
 array each call; "fresh pages": the same with the pool of result arrays off, so each result
-faults its pages in), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_bytes`` up also
+faults its pages in; where the size accesses the other ranks' buffers directly, "allreduce(x)
+private": the same with results from a pool of private memory instead of the shared memory
+the other ranks fill with streaming stores), ``comm.allreduce(x, out=y)`` (preallocated; from ``stream_bytes`` up also
 "plain stores": the same without the streaming stores that write such a result),
 ``comm.allreduce(y, out=y)`` (in place; where the size accesses the other ranks' buffers
 directly, also "slots": the same through the shared-memory ring's slots, the A/B of that
