@@ -1124,9 +1124,9 @@ static PyMethodDef methods[] = {
      "peer_reduce(dst, own, scratch, sources, targets, code, op, divisor, stream=False): dst = "
      "op over sources in order (None: own; (pid, address): that process's memory, read with "
      "process_vm_readv), / divisor at the last step, in blocks of a third of scratch; each "
-     "block is then written to every (pid, address) of targets (process_vm_writev); stream: "
-     "dst (out of place) written with streaming stores; raises OSError naming the buffer it "
-     "could not access"},
+     "block is then written to every (pid, address) of targets (process_vm_writev; pid 0: an "
+     "address in this process); stream: dst (out of place) and such targets written with "
+     "streaming stores; raises OSError naming the buffer it could not access"},
     {"peer_read", peer_read, METH_VARARGS,
      "peer_read(dst, pid, address): fill dst with the bytes at address in process pid"},
     {"peer_write", peer_write, METH_VARARGS,

@@ -192,14 +192,16 @@ class PeerMappings:
 
     def trim(self) -> None:
         while self._bytes > self.limit_bytes and self._maps:
-            address, nbytes = self._maps.popitem(last=False)[1]
-            _libc().munmap(ctypes.c_void_p(address), ctypes.c_size_t(nbytes))
-            self._bytes -= nbytes
+            self._unmap_oldest()
 
     def clear(self) -> None:
-        limit, self.limit_bytes = self.limit_bytes, -1
-        self.trim()
-        self.limit_bytes = limit
+        while self._maps:
+            self._unmap_oldest()
+
+    def _unmap_oldest(self) -> None:
+        address, nbytes = self._maps.popitem(last=False)[1]
+        _libc().munmap(ctypes.c_void_p(address), ctypes.c_size_t(nbytes))
+        self._bytes -= nbytes
 
 
 @functools.cache

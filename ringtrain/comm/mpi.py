@@ -162,6 +162,7 @@ class MPICommunicator(CommunicatorBase):
         if self.cross_memory_bytes is None:
             self.cross_memory_bytes = kernels.last_level_cache_bytes() // (4 * self.local_size)
         self._shm: _SharedSlots | None = None
+        # the other ranks' shared results mapped here: set wherever _cross_memory_shm can run
         self._peer_results: PeerMappings | None = None
         if 1 < self.world_size == self._node.Get_size() and self._node_is_one_job():
             self._shm = _SharedSlots(self._node, self._comm, self.shm_chunk_bytes)
@@ -462,9 +463,9 @@ class MPICommunicator(CommunicatorBase):
         shm.publish(src.ctypes.data, dst.ctypes.data, dst.nbytes,
                     self._results.shared_location(dst))
         shm.sync_all()
-        peers, sizes = shm.published()
-        if any(size != dst.nbytes for size in sizes):
-            detail = ", ".join(f"rank {r}: {size} bytes" for r, size in enumerate(sizes))
+        peers = shm.published()
+        if any(peer.nbytes != dst.nbytes for peer in peers):
+            detail = ", ".join(f"rank {r}: {peer.nbytes} bytes" for r, peer in enumerate(peers))
             raise CollectiveMismatch(f"allreduce: every rank must pass the same size; {detail}")
         a, b = ring.chunk_bounds(dst.size, n)[self.rank]
         offset = a * isz
@@ -482,8 +483,7 @@ class MPICommunicator(CommunicatorBase):
             failure = str(exc)
             shm.mark_failure()
         shm.sync_all()
-        if self._peer_results is not None:
-            self._peer_results.trim()
+        self._peer_results.trim()
         failed = shm.failed_ranks()
         if failed:
             here = f" (here: {failure})" if failure else ""
@@ -496,7 +496,7 @@ class MPICommunicator(CommunicatorBase):
     def _result_target(self, peer: _Published, offset: int, nbytes: int) -> tuple[int, int]:
         """Where this rank writes into ``peer``'s result at ``offset``: (0, address) in its
         shared block mapped here, else (its pid, address) for a write through the kernel."""
-        if peer.shared is not None and self._peer_results is not None:
+        if peer.shared is not None:
             fd, start = peer.shared
             here = self._peer_results.address(peer.pid, fd, start, nbytes)
             if here is not None:
@@ -713,12 +713,11 @@ class _SharedSlots:
         mine[_SHARED_FD], mine[_SHARED_OFFSET] = (0, 0) if shared is None \
             else (shared[0] + 1, shared[1])
 
-    def published(self) -> tuple[list[_Published], list[int]]:
-        """What every rank published (in communicator order) and its buffer size."""
-        return ([_Published(int(w[_PID]), int(w[_SRC]), int(w[_DST]),
-                            (int(w[_SHARED_FD]) - 1, int(w[_SHARED_OFFSET]))
-                            if w[_SHARED_FD] else None) for w in self._words],
-                [int(w[_NBYTES]) for w in self._words])
+    def published(self) -> list[_Published]:
+        """What every rank published, in communicator order."""
+        return [_Published(int(w[_PID]), int(w[_SRC]), int(w[_DST]), int(w[_NBYTES]),
+                           (int(w[_SHARED_FD]) - 1, int(w[_SHARED_OFFSET]))
+                           if w[_SHARED_FD] else None) for w in self._words]
 
     def mark_failure(self) -> None:
         """Tells the ranks at the next barrier (sync_all) that this rank's accesses failed; the
@@ -797,9 +796,10 @@ _PID, _SRC, _DST, _FAILED_AT, _NBYTES, _SHARED_FD, _SHARED_OFFSET = 1, 2, 3, 4, 
 
 
 class _Published(NamedTuple):
-    """A rank's part of a cross-memory all-reduce: its process, the addresses of its buffers
-    and (memfd, offset) of its result where that lies in shared memory."""
+    """A rank's part of a cross-memory all-reduce: its process, the addresses of its buffers,
+    their size and (memfd, offset) of its result where that lies in shared memory."""
     pid: int
     src: int
     dst: int
+    nbytes: int
     shared: tuple[int, int] | None
